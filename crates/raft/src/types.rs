@@ -1,0 +1,121 @@
+//! The vocabulary every other crate shares: ids, terms, indices, log entries, the durable hard state and
+//! cluster configurations. These are plain data; the rules that govern them live in the other modules.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A server's identity within one cluster. Never 0: 0 means "nobody" on the wire and in hard state.
+pub type NodeId = u64;
+
+/// A Raft term (§5.1). Term 0 is the term of the empty log; real terms start at 1.
+pub type Term = u64;
+
+/// A position in the replicated log. Index 0 is the empty log; the first real entry has index 1.
+pub type Index = u64;
+
+/// What an entry carries. The consensus core only cares about the difference between a no-op, a
+/// configuration and everything else; `Command` bytes are opaque to it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// Appended by every new leader at the start of its term (§8), so that it can commit entries of
+    /// earlier terms (§5.4.2) and serve ReadIndex reads (§6.4).
+    Noop,
+    /// An application command, opaque to the core (the KV state machine decodes it).
+    Command(Bytes),
+    /// A cluster configuration; takes effect when appended, not when committed (dissertation §4.1).
+    Config(Configuration),
+}
+
+/// One log entry (Figure 2: "each entry contains command for state machine, and term when entry was
+/// received by leader").
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: Index,
+    pub term: Term,
+    pub payload: EntryPayload,
+}
+
+impl Entry {
+    /// Bytes this entry counts for in message-size and uncommitted-size limits: the payload plus a fixed
+    /// allowance for index and term.
+    pub fn size_bytes(&self) -> usize {
+        const HEADER_BYTES: usize = 16;
+        HEADER_BYTES
+            + match &self.payload {
+                EntryPayload::Noop => 0,
+                EntryPayload::Command(data) => data.len(),
+                EntryPayload::Config(config) => 8 * config.member_count(),
+            }
+    }
+}
+
+impl fmt::Display for Entry {
+    /// Compact form for scenario output: `3@2` is index 3 in term 2; a no-op is marked `3@2·`, a
+    /// configuration `3@2c`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.index, self.term)?;
+        match self.payload {
+            EntryPayload::Noop => write!(f, "·"),
+            EntryPayload::Command(_) => Ok(()),
+            EntryPayload::Config(_) => write!(f, "c"),
+        }
+    }
+}
+
+/// The state Figure 2 calls "persistent state on all servers", plus the commit index (which is safe to
+/// lose but saves a replay on restart). Written before any message that depends on it is sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct HardState {
+    /// Latest term this server has seen. Invariant: never decreases, across restarts too.
+    pub term: Term,
+    /// Candidate that received this server's vote in `term`, if any. Invariant: once set for a term it
+    /// never changes within that term (one vote per term, §5.2).
+    pub vote: Option<NodeId>,
+    /// Highest log index known to be committed. Invariant: never decreases.
+    pub commit: Index,
+}
+
+/// Who is in the cluster. A joint configuration (dissertation §4.3) has a non-empty `outgoing_voters`;
+/// decisions then need a majority of `voters` *and* a majority of `outgoing_voters`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Configuration {
+    /// The voters of the (incoming) configuration.
+    pub voters: BTreeSet<NodeId>,
+    /// The voters of the outgoing configuration while a joint change is in progress; empty otherwise.
+    pub outgoing_voters: BTreeSet<NodeId>,
+    /// Members that receive the log but never vote or count toward a quorum.
+    pub learners: BTreeSet<NodeId>,
+}
+
+impl Configuration {
+    /// A simple (non-joint) configuration of the given voters and no learners.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
+        Configuration { voters: voters.into_iter().collect(), ..Default::default() }
+    }
+
+    /// True while a joint change C_old,new is in progress.
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing_voters.is_empty()
+    }
+
+    /// Every member, voter or learner, of either half, each once.
+    pub fn members(&self) -> BTreeSet<NodeId> {
+        self.voters.iter().chain(&self.outgoing_voters).chain(&self.learners).copied().collect()
+    }
+
+    fn member_count(&self) -> usize {
+        self.voters.len() + self.outgoing_voters.len() + self.learners.len()
+    }
+}
+
+/// What a snapshot stands for: the state machine after applying every entry up to `index` (§7), and the
+/// configuration in force at that point, so that a node restored from it knows its cluster.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: Index,
+    pub term: Term,
+    pub configuration: Configuration,
+}
