@@ -44,7 +44,13 @@ pub(crate) fn read(store: &Store, command: &Command, now_ms: u64) -> Option<Repl
             ])
         }
         Command::Multi(commands) if command.is_read() => Reply::Array(
-            commands.iter().map(|c| read(store, c, now_ms).unwrap_or_else(nested_multi_error)).collect(),
+            commands
+                .iter()
+                .map(|c| match c {
+                    Command::Multi(_) => nested_multi_error(),
+                    _ => read(store, c, now_ms).unwrap_or_else(nested_multi_error),
+                })
+                .collect(),
         ),
         _ => return None,
     };
