@@ -3,6 +3,8 @@
 //! (`EX 10`) exactly as the client said them, and the state machine turns them into absolute deadlines
 //! with the leader-stamped time of the entry that applies them, so every replica computes the same one.
 
+use std::fmt;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -177,5 +179,132 @@ impl Command {
             Command::DbSize | Command::Scan { .. } => Vec::new(),
             Command::Multi(commands) => commands.iter().flat_map(Command::keys).collect(),
         }
+    }
+}
+
+impl Command {
+    /// The command as a client could send it: `parse(&command.to_argv()) == Ok(command)` for every
+    /// command except `Multi`, which is not one argv (it returns the EXEC-free list flattened, for logs
+    /// only). Relative and absolute expiry come out in milliseconds (`PX`, `PXAT`).
+    pub fn to_argv(&self) -> Vec<Bytes> {
+        fn word(text: &str) -> Bytes {
+            Bytes::copy_from_slice(text.as_bytes())
+        }
+        fn number(n: impl ToString) -> Bytes {
+            Bytes::from(n.to_string())
+        }
+        let mut argv = Vec::new();
+        match self {
+            Command::Get { key } => argv.extend([word("GET"), key.clone()]),
+            Command::Set { key, value, condition, get, expiry } => {
+                argv.extend([word("SET"), key.clone(), value.clone()]);
+                match condition {
+                    SetCondition::Always => {}
+                    SetCondition::IfAbsent => argv.push(word("NX")),
+                    SetCondition::IfPresent => argv.push(word("XX")),
+                }
+                if *get {
+                    argv.push(word("GET"));
+                }
+                match expiry {
+                    SetExpiry::None => {}
+                    SetExpiry::Keep => argv.push(word("KEEPTTL")),
+                    SetExpiry::RelativeMs(ms) => argv.extend([word("PX"), number(ms)]),
+                    SetExpiry::AtMs(ms) => argv.extend([word("PXAT"), number(ms)]),
+                }
+            }
+            Command::Del { keys } => {
+                argv.push(word("DEL"));
+                argv.extend(keys.iter().cloned());
+            }
+            Command::Exists { keys } => {
+                argv.push(word("EXISTS"));
+                argv.extend(keys.iter().cloned());
+            }
+            Command::IncrBy { key, delta } => argv.extend([word("INCRBY"), key.clone(), number(delta)]),
+            Command::Append { key, value } => argv.extend([word("APPEND"), key.clone(), value.clone()]),
+            Command::Strlen { key } => argv.extend([word("STRLEN"), key.clone()]),
+            Command::MGet { keys } => {
+                argv.push(word("MGET"));
+                argv.extend(keys.iter().cloned());
+            }
+            Command::MSet { pairs } => {
+                argv.push(word("MSET"));
+                for (key, value) in pairs {
+                    argv.extend([key.clone(), value.clone()]);
+                }
+            }
+            Command::GetSet { key, value } => argv.extend([word("GETSET"), key.clone(), value.clone()]),
+            Command::Expire { key, ttl_ms, condition, command } => {
+                match command {
+                    ExpireCommand::Expire => {
+                        argv.extend([word("EXPIRE"), key.clone(), number(ttl_ms / 1000)])
+                    }
+                    ExpireCommand::Pexpire => argv.extend([word("PEXPIRE"), key.clone(), number(ttl_ms)]),
+                }
+                let flags = [
+                    (condition.if_no_ttl, "NX"),
+                    (condition.if_has_ttl, "XX"),
+                    (condition.if_later, "GT"),
+                    (condition.if_earlier, "LT"),
+                ];
+                argv.extend(flags.into_iter().filter(|(set, _)| *set).map(|(_, flag)| word(flag)));
+            }
+            Command::Ttl { key, unit: TtlUnit::Seconds } => argv.extend([word("TTL"), key.clone()]),
+            Command::Ttl { key, unit: TtlUnit::Milliseconds } => argv.extend([word("PTTL"), key.clone()]),
+            Command::Persist { key } => argv.extend([word("PERSIST"), key.clone()]),
+            Command::DbSize => argv.push(word("DBSIZE")),
+            Command::Scan { cursor, pattern, count, type_matches } => {
+                argv.extend([word("SCAN"), number(cursor)]);
+                if let Some(pattern) = pattern {
+                    argv.extend([word("MATCH"), pattern.clone()]);
+                }
+                argv.extend([word("COUNT"), number(count)]);
+                if !type_matches {
+                    argv.extend([word("TYPE"), word("none")]);
+                }
+            }
+            Command::Cas { key, expected, new } => {
+                argv.extend([word("CAS"), key.clone()]);
+                argv.extend(expected.iter().cloned());
+                argv.push(new.clone());
+            }
+            Command::Multi(commands) => {
+                argv.push(word("MULTI"));
+                for command in commands {
+                    argv.extend(command.to_argv());
+                }
+                argv.push(word("EXEC"));
+            }
+        }
+        argv
+    }
+}
+
+impl fmt::Display for Command {
+    /// `SET "k" "v" PX 100`-style, as `redis-cli` would show the words: arguments quoted, bytes outside
+    /// printable ASCII escaped as `\xNN`. For traces and logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, arg) in self.to_argv().iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            let is_word =
+                !arg.is_empty() && arg.iter().all(|b| b.is_ascii_alphanumeric() || b"_-:.".contains(b));
+            if is_word {
+                f.write_str(&String::from_utf8_lossy(arg))?;
+            } else {
+                f.write_str("\"")?;
+                for &byte in arg.iter() {
+                    match byte {
+                        b'"' | b'\\' => write!(f, "\\{}", byte as char)?,
+                        b' '..=b'~' => write!(f, "{}", byte as char)?,
+                        _ => write!(f, "\\x{byte:02x}")?,
+                    }
+                }
+                f.write_str("\"")?;
+            }
+        }
+        Ok(())
     }
 }

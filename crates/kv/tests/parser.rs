@@ -144,3 +144,81 @@ fn transaction_aborts_on_a_queued_parse_error() {
     assert!(command.is_read(), "a transaction of reads may be served by ReadIndex");
     assert_eq!(command.name(), "exec");
 }
+
+mod fuzz {
+    use super::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn token() -> impl Strategy<Value = Bytes> {
+        let words = prop::sample::select(vec![
+            "k",
+            "v",
+            "",
+            "NX",
+            "xx",
+            "GET",
+            "EX",
+            "px",
+            "EXAT",
+            "PXAT",
+            "KEEPTTL",
+            "GT",
+            "LT",
+            "MATCH",
+            "COUNT",
+            "TYPE",
+            "string",
+            "*",
+            "k*",
+            "0",
+            "1",
+            "-1",
+            "10",
+            "01",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1.5",
+            "\u{0}\r\n",
+        ]);
+        prop_oneof![
+            8 => words.prop_map(|w| Bytes::copy_from_slice(w.as_bytes())),
+            1 => prop::collection::vec(any::<u8>(), 0..6).prop_map(Bytes::from),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = Bytes> {
+        prop::sample::select(vec![
+            "GET", "set", "SETEX", "psetex", "DEL", "unlink", "EXISTS", "INCR", "decr", "INCRBY", "DECRBY",
+            "APPEND", "STRLEN", "MGET", "MSET", "GETSET", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "PERSIST",
+            "DBSIZE", "SCAN", "CAS", "nope",
+        ])
+        .prop_map(|w| Bytes::copy_from_slice(w.as_bytes()))
+    }
+
+    proptest! {
+        /// The parser never panics, and whatever it accepts survives `to_argv` unchanged; `Display` works
+        /// on all of it.
+        #[test]
+        fn parse_never_panics_and_to_argv_round_trips(
+            name in name(),
+            args in prop::collection::vec(token(), 0..7),
+        ) {
+            let mut argv = vec![name];
+            argv.extend(args);
+            if let Ok(command) = parse(&argv) {
+                prop_assert_eq!(parse(&command.to_argv()), Ok(command.clone()));
+                prop_assert!(!command.to_string().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn display_quotes_what_needs_quoting() {
+        let command = parse(&argv(&["SET", "key:1", "hello world", "PX", "5"])).unwrap();
+        assert_eq!(command.to_string(), "SET key:1 \"hello world\" PX 5");
+        let command = parse(&[Bytes::from("GET"), Bytes::from_static(b"\x00\"")]).unwrap();
+        assert_eq!(command.to_string(), "GET \"\\x00\\\"\"");
+    }
+}
