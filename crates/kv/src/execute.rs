@@ -66,7 +66,7 @@ fn nested_multi_error() -> Reply {
 pub(crate) struct Txn<'a> {
     store: &'a mut Store,
     now_ms: u64,
-    /// The value each touched key had before its first change in this entry, in order of change.
+    /// For every change made so far, the key and the value it had just before (undone newest first).
     undo: Vec<(Key, Option<Value>)>,
 }
 

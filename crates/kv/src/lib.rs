@@ -54,6 +54,19 @@
 //! `EXECABORT Transaction discarded because of previous errors.` with nothing proposed
 //! ([`Transaction`]). A transaction refused for memory applies nothing.
 //!
+//! # Commands
+//! GET, SET (NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL), SETEX, PSETEX, DEL, UNLINK, EXISTS, INCR, INCRBY,
+//! DECR, DECRBY, APPEND, STRLEN, MGET, MSET, GETSET, EXPIRE and PEXPIRE (NX, XX, GT, LT), TTL, PTTL,
+//! PERSIST, DBSIZE, SCAN (MATCH, COUNT, TYPE), MULTI/EXEC through [`Transaction`], and `CAS key [expected]
+//! new` (not Redis: for the simulator; without `expected` it means "only if absent"; answers 1 or 0).
+//! Values are strings only, so no `WRONGTYPE`. SCAN walks keys in a fixed hash order and its cursor is
+//! the hash where the next call resumes, so a key present for the whole iteration is returned at least
+//! once even while others are added and removed (details in the [`store`] module). [`Command::to_argv`] and
+//! `Display` give the command back as words, for traces and logs.
+//!
+//! The state machine bounds what it keeps (sessions, cached replies, string length 512 MB, `maxmemory`);
+//! the server bounds what comes in (argument counts, bulk lengths, commands queued in a MULTI).
+//!
 //! # Sessions: at-most-once for the servers' own retries
 //! Dissertation §6.3. A proposer opens a session with a `RegisterSession` entry, choosing a [`ClientId`]
 //! that is unique across node restarts (node id, an incarnation the node persists and bumps on each start,
@@ -64,7 +77,7 @@
 //! and the copy gets the cached reply. A command below the watermark, or for a session that is unknown or
 //! expired, is refused with an error and not applied, whatever its sequence. Sessions expire after
 //! `session_timeout_ms` of leader time without an entry; their number and their cached replies are
-//! bounded, with deterministic eviction. Rules in detail: the `session` module docs.
+//! bounded, with deterministic eviction. Rules in detail: the [`session`] module docs.
 //!
 //! **RESP has no request ids.** A Redis client that times out and re-sends `INCR` itself sends a new
 //! command; it may apply twice. Sessions protect the servers' retries, not a client's.
@@ -74,7 +87,7 @@
 //! `Send` and does not change when the state machine goes on applying. [`Snapshot::write_to`] streams a
 //! versioned, deterministic record format (same state, same bytes) to any `std::io::Write`;
 //! [`KvStateMachine::restore`] reads it back from any `std::io::Read` and rejects bad input with a
-//! [`SnapshotError`], never a panic. The format is specified in the `snapshot` module docs.
+//! [`SnapshotError`], never a panic. The format is specified in the [`snapshot`] module docs.
 //!
 //! # Example
 //! ```
@@ -115,9 +128,9 @@ mod machine;
 mod parse;
 mod reply;
 mod request;
-mod session;
-mod snapshot;
-mod store;
+pub mod session;
+pub mod snapshot;
+pub mod store;
 
 pub use command::{Command, ExpireCommand, ExpireCondition, SetCondition, SetExpiry, TtlUnit};
 pub use machine::{KvConfig, KvStateMachine};

@@ -172,8 +172,9 @@ impl KvStateMachine {
             RequestBody::Command(command) => match request.session {
                 None => self.execute(&command),
                 Some(session_ref) => match self.sessions.admit(&session_ref, now_ms) {
-                    Admission::Answer(reply) if !self.retries_apply_twice(&reply) => reply,
-                    Admission::Answer(_) | Admission::Apply => {
+                    Admission::Refused(reply) => reply,
+                    Admission::Duplicate(reply) if !self.bug_apply_retries_twice() => reply,
+                    Admission::Duplicate(_) | Admission::Apply => {
                         let reply = self.execute(&command);
                         self.sessions.record(
                             &session_ref,
@@ -187,17 +188,14 @@ impl KvStateMachine {
         }
     }
 
-    /// Whether the injected bug turns a cached reply into a second application.
+    /// Whether the injected bug is on: a duplicate applies again instead of getting its cached reply.
     #[cfg(feature = "inject-bugs")]
-    fn retries_apply_twice(&self, answer: &Reply) -> bool {
-        // Only a real cached reply (a retry), not a refusal: the bug is in deduplication, not in sessions.
+    fn bug_apply_retries_twice(&self) -> bool {
         self.bug_apply_retries_twice
-            && !answer.is_session_expired()
-            && !matches!(answer, Reply::Error(text) if text == errors::SEQUENCE_DISCARDED)
     }
 
     #[cfg(not(feature = "inject-bugs"))]
-    fn retries_apply_twice(&self, _answer: &Reply) -> bool {
+    fn bug_apply_retries_twice(&self) -> bool {
         false
     }
 

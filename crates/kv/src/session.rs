@@ -44,8 +44,10 @@ pub(crate) struct Session {
 pub(crate) enum Admission {
     /// New sequence: apply it, then `record` the reply.
     Apply,
-    /// Already applied: answer this, apply nothing.
-    Answer(Reply),
+    /// Already applied: answer with the cached reply, apply nothing.
+    Duplicate(Reply),
+    /// Not allowed (unknown or expired session, discarded sequence): answer this error, apply nothing.
+    Refused(Reply),
 }
 
 /// Every open session, with an index by activity for expiry and eviction. Both maps are persistent, so a
@@ -118,7 +120,7 @@ impl Sessions {
     /// Decides whether a session's command applies; refreshes the session and applies its watermark.
     pub fn admit(&mut self, session_ref: &SessionRef, now_ms: u64) -> Admission {
         if !self.by_client.contains_key(&session_ref.client_id) {
-            return Admission::Answer(Reply::error(errors::SESSION_EXPIRED));
+            return Admission::Refused(Reply::error(errors::SESSION_EXPIRED));
         }
         self.touch(&session_ref.client_id, now_ms);
         let session = self.by_client.get_mut(&session_ref.client_id).expect("checked above");
@@ -132,10 +134,10 @@ impl Sessions {
             }
         }
         if session_ref.sequence < session.lowest_unacked {
-            return Admission::Answer(Reply::error(errors::SEQUENCE_DISCARDED));
+            return Admission::Refused(Reply::error(errors::SEQUENCE_DISCARDED));
         }
         match session.replies.get(&session_ref.sequence) {
-            Some(reply) => Admission::Answer(reply.clone()),
+            Some(reply) => Admission::Duplicate(reply.clone()),
             None => Admission::Apply,
         }
     }
