@@ -9,8 +9,10 @@ use crate::snapshot::Snapshot;
 use crate::store::Store;
 
 /// Limits and timeouts. Every replica must use the same values (they decide replies), so they belong to
-/// the cluster's configuration, not to one node's flags. They are not part of a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// the cluster's configuration, not to one node's flags. They are not part of a snapshot. Serializable
+/// (missing fields take their defaults) so a config file can carry them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct KvConfig {
     /// Writes that would leave the data's byte count above this fail with `-OOM`; 0 means no limit (as
     /// Redis's `maxmemory 0`). See the crate docs for how the count is defined.
