@@ -157,6 +157,7 @@
 //! (case 13's "created but torn" and a deleted file look the same). Every other deletion — a middle or
 //! first segment, a closed segment cut short at any offset — is caught by cases 10, 14, 15 and 16.
 
+pub mod bench;
 mod codec;
 mod disk;
 mod error;
