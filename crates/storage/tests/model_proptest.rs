@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use raft::{Configuration, Entry, HardState, SnapshotMeta};
-use storage::{InitialState, SimDisk, Storage};
+use storage::{InitialState, SimDisk};
 
 const SEGMENT_BYTES: u64 = 900;
 
