@@ -124,9 +124,11 @@ fn decode_set(dec: &mut Decoder<'_>, what: &str) -> DecodeResult<BTreeSet<NodeId
     }
     let mut set = BTreeSet::new();
     for _ in 0..count {
-        if !set.insert(dec.u64(what)?) {
-            return dec.fail(format!("{what}: distinct node ids"));
+        let id = dec.u64(what)?;
+        if set.last().is_some_and(|&previous| previous >= id) {
+            return dec.fail(format!("{what}: node ids in increasing order"));
         }
+        set.insert(id);
     }
     Ok(set)
 }

@@ -98,7 +98,7 @@
 //! |---|---|---|
 //! | 1 truncate | `after u64` | the log now ends at `after`: later entries are discarded; if the log held no entry `after` (an installed snapshot lies beyond it), the log is emptied and continues after `after` |
 //! | 2 entry | `index u64`, `term u64`, `kind u8`, payload | index must be last + 1; terms never decrease |
-//! | 3 hard state | `term u64`, `vote u64` (0 = none), `commit u64` | term never decreases; a vote never changes within a term |
+//! | 3 hard state | `term u64`, `vote u64` (0 = none), `commit u64` | term never decreases (the vote rule of §5.2 is the consensus core's to keep; the simulator checks it) |
 //!
 //! Entry payloads: kind 0 = no-op (nothing follows); kind 1 = command: `len u32` then `len` bytes; kind 2 =
 //! configuration: three node-id sets — voters, outgoing voters, learners — each `count u32` then `count`
@@ -168,6 +168,6 @@ mod wal;
 
 pub use disk::{Disk, DiskFile, DiskLock, FileDisk};
 pub use error::{Error, Identity, Result};
-pub use sim::{SimDisk, SIM_PAGE_BYTES, SIM_SECTOR_BYTES};
+pub use sim::{CrashModel, SimDisk, SIM_PAGE_BYTES, SIM_SECTOR_BYTES};
 pub use snapshot::{FinishedSnapshot, SnapshotReader, SnapshotWriter};
 pub use storage::{InitialState, Storage, StorageOptions, DEFAULT_SEGMENT_BYTES, IDENTITY_FILE, LOCK_FILE};

@@ -85,7 +85,7 @@ impl Inode {
     }
 
     /// Decides, page by page, what of the unsynced data a power loss leaves behind.
-    fn crash(&mut self, rng: &mut Rng) {
+    fn crash(&mut self, rng: &mut Rng, model: &CrashModel) {
         let new_len = if self.data.len() != self.durable.len() && rng.chance(1, 2) {
             self.data.len()
         } else {
@@ -96,10 +96,10 @@ impl Inode {
         for &page in &self.dirty_pages {
             let start = page * SIM_PAGE_BYTES;
             let end = (start + SIM_PAGE_BYTES).min(new_len).min(self.data.len());
-            if start >= end || !rng.chance(1, 2) {
+            if start >= end || !rng.chance(u64::from(model.keep_page_percent), 100) {
                 continue; // the page never reached the platter
             }
-            let kept_end = if rng.chance(1, 4) {
+            let kept_end = if rng.chance(u64::from(model.torn_page_percent), 100) {
                 let sectors = (end - start).div_ceil(SIM_SECTOR_BYTES) as u64;
                 (start + SIM_SECTOR_BYTES * rng.below(sectors) as usize).min(end)
             // torn
@@ -114,10 +114,36 @@ impl Inode {
     }
 }
 
+/// How hostile a crash is to unsynced data. The default keeps half the pages and tears a quarter of those;
+/// a simulator can draw these per seed ("swarm" settings) to have calm and brutal runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrashModel {
+    /// Chance (0..=100) that an unsynced page reaches the disk.
+    pub keep_page_percent: u8,
+    /// Chance (0..=100) that a page that reaches the disk is torn (only a prefix of its sectors written).
+    pub torn_page_percent: u8,
+}
+
+impl Default for CrashModel {
+    fn default() -> CrashModel {
+        CrashModel { keep_page_percent: 50, torn_page_percent: 25 }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum DirOp {
-    Link { name: String, inode: u64 },
-    Unlink { name: String },
+    Link {
+        name: String,
+        inode: u64,
+    },
+    Unlink {
+        name: String,
+    },
+    /// One operation: a rename is atomic, so a crash keeps either the old name or the new one.
+    Rename {
+        from: String,
+        to: String,
+    },
 }
 
 #[derive(Debug)]
@@ -137,6 +163,7 @@ struct State {
     locks: HashMap<String, u64>,
     next_lock_id: u64,
     crashes: u64,
+    crash_model: CrashModel,
 }
 
 impl State {
@@ -163,6 +190,11 @@ impl State {
             }
             DirOp::Unlink { name } => {
                 names.remove(name);
+            }
+            DirOp::Rename { from, to } => {
+                if let Some(inode) = names.remove(from) {
+                    names.insert(to.clone(), inode);
+                }
             }
         }
     }
@@ -198,6 +230,7 @@ impl SimDisk {
                 locks: HashMap::new(),
                 next_lock_id: 1,
                 crashes: 0,
+                crash_model: CrashModel::default(),
             })),
         }
     }
@@ -225,7 +258,7 @@ impl SimDisk {
         let mut inodes: Vec<_> = state.inodes.iter_mut().collect();
         inodes.sort_by_key(|(ino, _)| **ino); // deterministic order of random draws
         for (_, inode) in inodes {
-            inode.crash(&mut state.rng);
+            inode.crash(&mut state.rng, &state.crash_model);
         }
         state.epoch += 1;
         state.locks.clear();
@@ -234,8 +267,36 @@ impl SimDisk {
         state.crashes += 1;
     }
 
-    /// After `ops` more mutating operations in total (counted by [`Self::op_count`]), every further one
-    /// fails as if the power went out; call [`Self::crash`] next. `None` turns the switch off.
+    /// Sets how hostile later crashes are to unsynced pages.
+    pub fn set_crash_model(&self, model: CrashModel) {
+        self.lock_state().crash_model = model;
+    }
+
+    /// Flips one bit at a place drawn from the seeded RNG, in a file whose name passes `filter`; returns the
+    /// file and offset, or `None` if no such non-empty file exists. (Media corruption for the simulator.)
+    pub fn flip_random_bit(&self, filter: impl Fn(&str) -> bool) -> Option<(String, u64)> {
+        let (name, offset, bit) = {
+            let mut state = self.lock_state();
+            let candidates: Vec<(String, usize)> = state
+                .names
+                .iter()
+                .map(|(name, ino)| (name.clone(), state.inodes.get(ino).map_or(0, |i| i.data.len())))
+                .filter(|(name, len)| *len > 0 && filter(name))
+                .collect();
+            if candidates.is_empty() {
+                return None;
+            }
+            let (name, len) = candidates[state.rng.below(candidates.len() as u64) as usize].clone();
+            let offset = state.rng.below(len as u64);
+            (name, offset, state.rng.below(8) as u8)
+        };
+        self.flip_bit(&name, offset, bit);
+        Some((name, offset))
+    }
+
+    /// Once [`Self::op_count`] reaches `ops`, every further mutating operation fails as if the power had
+    /// gone out (so `Some(k)` lets exactly the first k operations of the disk's life happen); call
+    /// [`Self::crash`] next. `None` turns the switch off.
     pub fn crash_after_ops(&self, ops: Option<u64>) {
         self.lock_state().crash_after_ops = ops;
     }
@@ -450,8 +511,8 @@ impl Disk for SimDisk {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{from} not found")));
         };
         state.begin_op("rename")?;
-        state.dir_op(DirOp::Link { name: to.to_string(), inode });
-        state.dir_op(DirOp::Unlink { name: from.to_string() });
+        debug_assert_eq!(state.names.get(from), Some(&inode));
+        state.dir_op(DirOp::Rename { from: from.to_string(), to: to.to_string() });
         Ok(())
     }
 

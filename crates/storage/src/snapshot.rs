@@ -189,7 +189,7 @@ impl SnapshotReader {
         file.read_exact_at(trailer_at, &mut trailer).map_err(|e| Error::io("read", name, e))?;
         let data_start = header.len() as u64;
         let data_bytes = u64::from_le_bytes(trailer[..8].try_into().expect("8"));
-        if trailer[12..] != TRAILER_MAGIC || data_start + data_bytes != trailer_at {
+        if trailer[12..] != TRAILER_MAGIC || data_start.checked_add(data_bytes) != Some(trailer_at) {
             return Err(Error::corrupt(
                 name,
                 trailer_at,

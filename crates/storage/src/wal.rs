@@ -242,13 +242,12 @@ impl Replay {
                     let hard_state =
                         codec::decode_hard_state(&mut dec).map_err(|e| corrupt(e.pos, e.what))?;
                     let old = self.hard_state;
-                    if hard_state.term < old.term
-                        || (hard_state.term == old.term && old.vote.is_some() && hard_state.vote != old.vote)
-                    {
-                        return Err(corrupt(
-                            item_at,
-                            format!("a hard state after {old:?}, found {hard_state:?}"),
-                        ));
+                    if hard_state.term < old.term {
+                        let what = format!(
+                            "a hard state term of at least {} (terms never decrease), found {hard_state:?}",
+                            old.term
+                        );
+                        return Err(corrupt(item_at, what));
                     }
                     self.hard_state = hard_state;
                 }
@@ -387,7 +386,15 @@ impl Wal {
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let (mut file, name, start, mut buf) = if new_segment {
             let name = segment_name(seq);
-            let file = disk.create(&name).map_err(|e| self.poison(Error::io("create", &name, e)))?;
+            let file = match disk.create(&name) {
+                Ok(file) => file,
+                Err(e) if is_disk_full(&e) => {
+                    // Nothing was written; the name may exist (empty), and recovery removes a torn segment.
+                    self.stopped = Some(Stopped::Full(name.clone()));
+                    return Err(Error::DiskFull { file: name, source: e });
+                }
+                Err(e) => return Err(self.poison(Error::io("create", &name, e))),
+            };
             let header =
                 SegmentHeader { seq, start_last_index: self.last_index, hard_state: self.hard_state };
             (file, name, 0, encode_header(&header))
@@ -472,16 +479,18 @@ impl Wal {
         if removable == 0 {
             return Ok(0);
         }
-        for segment in &self.segments[..removable] {
-            let name = segment_name(segment.seq);
+        for _ in 0..removable {
+            // One directory fsync per removal: file systems need not persist unlinks in the order they were
+            // made, and a surviving newer segment next to a resurrected older one would look like a gap.
+            let name = segment_name(self.segments[0].seq);
             if let Err(e) = disk.remove(&name) {
                 return Err(self.poison(Error::io("remove", name, e)));
             }
+            if let Err(e) = disk.sync_dir() {
+                return Err(self.poison(Error::io("fsync directory", disk.describe(), e)));
+            }
+            self.segments.remove(0);
         }
-        if let Err(e) = disk.sync_dir() {
-            return Err(self.poison(Error::io("fsync directory", disk.describe(), e)));
-        }
-        self.segments.drain(..removable);
         Ok(removable)
     }
 

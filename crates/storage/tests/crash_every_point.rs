@@ -133,7 +133,7 @@ fn crash_after_every_disk_operation_recovers_exactly_the_acknowledged_state() {
     let mut checked = 0;
     let mut torn_or_lost = 0;
     for crash_at in 0..=total_ops {
-        for seed in 0..6u64 {
+        for seed in 0..16u64 {
             assert!(started.elapsed() < Duration::from_secs(120), "time bound");
             let disk = SimDisk::new(seed * 1000 + crash_at);
             disk.crash_after_ops(Some(crash_at));

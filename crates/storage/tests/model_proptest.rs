@@ -166,7 +166,7 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_match_the_model(seed in any::<u64>(), ops in proptest::collection::vec(op(), 1..60)) {
