@@ -180,3 +180,31 @@ impl Disk for FileDisk {
         }
     }
 }
+
+/// A boxed disk is a disk, so a server can choose the implementation at run time.
+impl<T: Disk + ?Sized> Disk for Box<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn create(&self, name: &str) -> io::Result<Box<dyn DiskFile>> {
+        (**self).create(name)
+    }
+    fn open(&self, name: &str) -> io::Result<Box<dyn DiskFile>> {
+        (**self).open(name)
+    }
+    fn list(&self) -> io::Result<Vec<String>> {
+        (**self).list()
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        (**self).rename(from, to)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        (**self).remove(name)
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        (**self).sync_dir()
+    }
+    fn lock(&self, name: &str) -> io::Result<DiskLock> {
+        (**self).lock(name)
+    }
+}

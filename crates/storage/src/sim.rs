@@ -28,7 +28,7 @@ pub const SIM_PAGE_BYTES: usize = 4096;
 pub const SIM_SECTOR_BYTES: usize = 512;
 
 /// Deterministic splitmix64; good enough to draw crash outcomes, and dependency-free.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Rng(u64);
 
 impl Rng {
@@ -51,7 +51,7 @@ impl Rng {
     }
 }
 
-#[derive(Default, Debug)]
+#[derive(Default)]
 struct Inode {
     /// What reads see.
     data: Vec<u8>,
@@ -146,7 +146,6 @@ enum DirOp {
     },
 }
 
-#[derive(Debug)]
 struct State {
     rng: Rng,
     /// Bumped by every crash: handles and locks of an older epoch belong to a dead process.
@@ -206,9 +205,21 @@ impl State {
 }
 
 /// The simulated disk. Clones share one disk (one "machine"); see the module docs for the fault model.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for SimDisk {
+    /// A summary, not the file contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock_state();
+        f.debug_struct("SimDisk")
+            .field("files", &state.names.keys().collect::<Vec<_>>())
+            .field("ops", &state.ops)
+            .field("crashes", &state.crashes)
+            .finish()
+    }
 }
 
 impl SimDisk {
