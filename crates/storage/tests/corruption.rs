@@ -226,3 +226,68 @@ fn random_damage_never_panics() {
     }
     assert!(errors > 0);
 }
+
+/// Rewrites the first record of `SEG1` with `edit` applied to its body, and a matching checksum: damage
+/// that the checksum cannot see, which only the format's own rules can catch.
+fn rewrite_first_record(disk: &SimDisk, edit: impl FnOnce(&mut [u8])) {
+    let mut contents = disk.file_contents(SEG1).unwrap();
+    let start = FIRST_RECORD as usize;
+    let len = u32::from_le_bytes(contents[start..start + 4].try_into().unwrap()) as usize;
+    let body = start + 8..start + 8 + len;
+    edit(&mut contents[body.clone()]);
+    let crc = crc32c::crc32c(&contents[body]);
+    contents[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    disk.put_file(SEG1, &contents);
+}
+
+/// Body layout: type (1), self offset (8), synced offset (8), item count (4), then items; the first item of
+/// a batch without truncation is an entry: tag (1), index (8), ...
+const FIRST_ITEM: usize = 21;
+
+#[test]
+fn index_gap_in_a_checksummed_record_is_corruption() {
+    let disk = populated(20, 3, false);
+    rewrite_first_record(&disk, |body| {
+        body[FIRST_ITEM + 1..FIRST_ITEM + 9].copy_from_slice(&5u64.to_le_bytes())
+    });
+    let error = open_err(&disk);
+    let item_offset = FIRST_RECORD + 8 + FIRST_ITEM as u64;
+    assert!(
+        matches!(error, Error::Corrupt { ref file, offset, .. } if file == SEG1 && offset == item_offset),
+        "{error}"
+    );
+    assert!(error.to_string().contains("entry index 1, found 5"), "{error}");
+}
+
+#[test]
+fn index_overlap_across_records_is_corruption() {
+    let disk = populated(21, 3, false);
+    // The second record's first entry claims index 3, overlapping the first record's 1..=5.
+    let mut contents = disk.file_contents(SEG1).unwrap();
+    let first_len = u32::from_le_bytes(contents[64..68].try_into().unwrap()) as usize;
+    let second = 64 + 8 + first_len;
+    let second_len = u32::from_le_bytes(contents[second..second + 4].try_into().unwrap()) as usize;
+    let body = second + 8..second + 8 + second_len;
+    contents[body.start + FIRST_ITEM + 1..body.start + FIRST_ITEM + 9].copy_from_slice(&3u64.to_le_bytes());
+    let crc = crc32c::crc32c(&contents[body]);
+    contents[second + 4..second + 8].copy_from_slice(&crc.to_le_bytes());
+    disk.put_file(SEG1, &contents);
+    let error = open_err(&disk);
+    assert!(error.to_string().contains("entry index 6, found 3"), "{error}");
+}
+
+#[test]
+fn unknown_item_type_in_a_checksummed_record_is_corruption() {
+    let disk = populated(22, 2, false);
+    rewrite_first_record(&disk, |body| body[FIRST_ITEM] = 99);
+    let error = open_err(&disk);
+    assert!(error.to_string().contains("item type 1, 2 or 3, found 99"), "{error}");
+}
+
+#[test]
+fn record_copied_to_the_wrong_offset_is_corruption() {
+    let disk = populated(23, 2, false);
+    rewrite_first_record(&disk, |body| body[1..9].copy_from_slice(&4096u64.to_le_bytes()));
+    let error = open_err(&disk);
+    assert!(error.to_string().contains("written at 4096"), "{error}");
+}
