@@ -99,6 +99,13 @@
 //! | 1 truncate | `after u64` | the log now ends at `after`: later entries are discarded; if the log held no entry `after` (an installed snapshot lies beyond it), the log is emptied and continues after `after` |
 //! | 2 entry | `index u64`, `term u64`, `kind u8`, payload | index must be last + 1; terms never decrease |
 //! | 3 hard state | `term u64`, `vote u64` (0 = none), `commit u64` | term never decreases (the vote rule of §5.2 is the consensus core's to keep; the simulator checks it) |
+//! | 4 seal | `next_seq u64` | alone in its record, and the segment's last record: segment `next_seq` (= this one's + 1) must exist |
+//!
+//! **Rolling over** happens only between batches, when the open segment has reached `segment_bytes` (or
+//! a roll was requested): create `wal-<seq+1>.log`, write its header and the batch's record in one write,
+//! `fdatasync` it, fsync the directory, then append a seal record to the old segment and `fdatasync` it.
+//! The seal comes last so that it proves the new segment (header, first record, directory entry) was
+//! durable: a seal torn by a crash is harmless, and a seal naming a missing segment is corruption.
 //!
 //! Entry payloads: kind 0 = no-op (nothing follows); kind 1 = command: `len u32` then `len` bytes; kind 2 =
 //! configuration: three node-id sets — voters, outgoing voters, learners — each `count u32` then `count`
@@ -124,38 +131,51 @@
 //! | 4 | no `IDENTITY`, but log data (more segments, records, later snapshots) | error: the identity file was lost; refusing to guess whose data this is |
 //! | 5 | `IDENTITY` damaged, of unknown version, or of another cluster/node | error (`Corrupt`, `UnknownVersion`, `IdentityMismatch`) |
 //! | 6 | `*.tmp` files | removed: an atomic write that never completed |
-//! | 7 | the newest snapshot is damaged | logged loudly; the next older valid one is used (case 15 then proves the log still covers the gap); none valid → error |
+//! | 7 | the newest snapshot is damaged | logged loudly; the next older valid one is used (row 17 then proves the log still covers the gap); none valid → error |
 //! | 8 | a snapshot of unknown version, or whose name and metadata disagree | error |
 //! | 9 | no segment | error |
 //! | 10 | segment numbers with a gap | error naming the missing segment |
 //! | 11 | a segment header with wrong magic (not all zeros) | error [`Error::ForeignFile`] |
 //! | 12 | a header with a valid checksum and an unknown version; a `seq` that disagrees with the name | error |
-//! | 13 | a header that is short, zero or fails its checksum: in the **newest** segment (not the first) and no later valid record declares it synced | the crash hit while the segment was being created: the file is removed (nothing in it was acknowledged); otherwise error |
-//! | 14 | a segment whose header disagrees with the state the previous segment ended in (last index, hard state) | error: records are missing (e.g. a closed segment cut at a record boundary) |
-//! | 15 | after replay, the log starts after the snapshot index | error: a segment with the entries in between is missing |
-//! | 16 | a record that fails its frame or checksum in a **closed** (not newest) segment | error: closed segments were fully synced before the next one was created |
-//! | 17 | a record that fails its frame or checksum at offset X in the **newest** segment, and a later valid record there has `synced_offset > X` | error: acknowledged data is damaged (corruption, not a torn write) |
-//! | 18 | as 17, but no later valid record declares X synced | **torn write**: the file is cut at X, every record before X is kept, and a warning names the file, offset and bytes cut |
-//! | 19 | a record with a valid checksum but an unknown record or item type, a wrong `self_offset`, an index gap or overlap, a term or vote that goes backwards, trailing bytes | error |
-//! | 20 | the newest segment ends cleanly at a record boundary | clean end; it is fsynced (its bytes may have been in a dead process's page cache) and appending continues there |
+//! | 13 | a header that is short, zero or fails its checksum, in the **newest** segment (not the first), with no record in it declaring the header synced and **no seal** in the previous segment | the crash hit while the segment was being created: the file is removed (nothing in it was acknowledged) |
+//! | 14 | any other bad header | error |
+//! | 15 | a segment whose header disagrees with the state the previous segment ended in (last index, hard state) | error: records are missing (e.g. a closed segment cut at a record boundary); if the previous segment had a damaged tail (row 20), the error names that tail's file and offset |
+//! | 16 | a seal naming another segment than the next; any byte after a seal | error |
+//! | 17 | after replay, the log starts after the snapshot index | error: a segment with the entries in between is missing |
+//! | 18 | a record that fails its frame or checksum at offset X, and a later valid record in the same segment has `synced_offset > X` | error: acknowledged data is damaged (corruption, not a torn write) |
+//! | 19 | as 18, but no later valid record declares X synced, in the **newest** segment | **torn write**: the file is cut at X, every record before X is kept, and a warning names the file, offset and bytes cut |
+//! | 20 | as 19, but in a **closed** segment | the only record written to a closed segment after the next one existed is its seal, so this is a seal torn by a crash: cut as in 19, and row 15 at the next header proves that no acknowledged record was lost |
+//! | 21 | a record with a valid checksum but an unknown record or item type, a wrong `self_offset`, an index gap or overlap, a term that goes backwards, trailing bytes | error |
+//! | 22 | the newest segment ends in a seal | error: the segment it names was made durable and is now missing (deleted) |
+//! | 23 | the newest segment ends cleanly at a record boundary | clean end; it is fsynced (its bytes may have been in a dead process's page cache) and appending continues there |
 //!
 //! ## The case that cannot be told apart
 //!
 //! A bit flipped (or a sector lost) in the **last** record of the newest segment, after it was synced and
-//! acknowledged, looks exactly like a torn write: no later record exists to declare it synced. Case 18 then
-//! cuts it off, so the node forgets its last batch. Raft's replication repairs the entries in it: the
-//! node restarts as a follower whose log is a prefix of what it had, exactly like a follower that had not
-//! yet received that batch, and the leader's consistency check (§5.3) re-sends the missing entries; any
-//! entry that was committed is, by the commit rule, also on a majority of other servers, and the Leader
-//! Completeness property (§5.4) keeps it in every future leader, so it comes back. What no protocol can
-//! repair is a simultaneous loss on a majority, or a lost vote that this node then gives again in the same
-//! term; both need the same flip to hit the last batch exactly, and the window closes with the next write,
-//! which declares the batch synced. Narrowing it further would need a second copy of every batch (as
-//! TigerBeetle keeps redundant headers); we accept it and document it instead.
+//! acknowledged, looks exactly like a torn write: no later record exists to declare it synced. Row 19 then
+//! cuts it off, so the node forgets its last batch (and logs loudly that it did). The window is short: the
+//! next write's record declares the batch synced and turns the same damage into a detected error.
 //!
-//! Also indistinguishable from "never written": the newest segment file deleted by hand as a whole
-//! (case 13's "created but torn" and a deleted file look the same). Every other deletion — a middle or
-//! first segment, a closed segment cut short at any offset — is caught by cases 10, 14, 15 and 16.
+//! Raft's replication repairs this in the normal course of events. The node restarts as a follower whose
+//! log is a prefix of what it acknowledged, exactly like a follower that never received the last
+//! AppendEntries; the leader's consistency check (§5.3) finds where the logs diverge and re-sends the rest,
+//! and every other copy of those entries is untouched. An entry that needed this node's acknowledgement to
+//! commit is still on the leader and on the rest of that majority, and as long as one of them takes part in
+//! the next election, the election restriction (§5.4.1) keeps a leader without it from winning, so the
+//! entry comes back to this node.
+//!
+//! The residue, stated plainly: the damage is silent for one node, so it behaves as a lost acknowledgement.
+//! If this node's copy was needed for the majority, and the other holders become unavailable before the
+//! leader re-sends the batch, a leader lacking the entry could be elected by servers that include this
+//! one; and if that last batch recorded a **vote**, the node may vote again in the same term. Both need
+//! the flip to hit exactly the latest record in the short window before the next write declares it synced,
+//! plus a second fault; we accept that rather than keep a second copy of every batch (as TigerBeetle does
+//! with redundant headers), and log every cut tail loudly so an operator can see it happened.
+//!
+//! Also indistinguishable from "never written": a newest segment deleted by hand in the short window
+//! between its creation and the seal that follows it in the previous segment (row 13). Every other
+//! deletion — a middle, first or newest segment, a closed segment cut short at any offset — is caught by
+//! rows 10, 15, 17 and 22.
 
 pub mod bench;
 mod codec;

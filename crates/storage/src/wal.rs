@@ -20,6 +20,7 @@ const RECORD_BATCH: u8 = 1;
 const ITEM_TRUNCATE: u8 = 1;
 const ITEM_ENTRY: u8 = 2;
 const ITEM_HARD_STATE: u8 = 3;
+const ITEM_SEAL: u8 = 4;
 
 pub(crate) fn segment_name(seq: u64) -> String {
     format!("wal-{seq:016x}.log")
@@ -204,7 +205,8 @@ impl Replay {
         }
     }
 
-    fn apply(&mut self, file: &str, offset: usize, record: &Record<'_>) -> Result<()> {
+    /// Applies one record; returns the next segment's number if the record is a seal.
+    fn apply(&mut self, file: &str, offset: usize, record: &Record<'_>) -> Result<Option<u64>> {
         let items_at = offset + FRAME_HEADER_BYTES + RECORD_FIXED_BYTES;
         let corrupt = |pos: usize, what: String| Error::corrupt(file, (items_at + pos) as u64, what);
         let mut dec = Decoder::new(record.items);
@@ -251,13 +253,25 @@ impl Replay {
                     }
                     self.hard_state = hard_state;
                 }
-                other => return Err(corrupt(item_at, format!("item type 1, 2 or 3, found {other}"))),
+                ITEM_SEAL if record.item_count == 1 => {
+                    let next = dec.u64("next segment").map_err(|e| corrupt(e.pos, e.what))?;
+                    if dec.remaining() != 0 {
+                        return Err(corrupt(dec.pos(), "end of the seal record".into()));
+                    }
+                    return Ok(Some(next));
+                }
+                other => {
+                    return Err(corrupt(
+                        item_at,
+                        format!("item type 1, 2 or 3 (or a seal alone), found {other}"),
+                    ))
+                }
             }
         }
         if dec.remaining() != 0 {
             return Err(corrupt(dec.pos(), format!("end of record after {} items", record.item_count)));
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -416,6 +430,7 @@ impl Wal {
         }
         if new_segment {
             disk.sync_dir().map_err(|e| self.poison(Error::io("fsync directory", disk.describe(), e)))?;
+            self.seal_previous(seq)?;
             self.segments.push(SegmentInfo { seq, start_last_index: self.last_index });
             self.roll_requested = false;
         }
@@ -430,6 +445,22 @@ impl Wal {
         }
         if let Some(hard_state) = hard_state {
             self.hard_state = hard_state;
+        }
+        Ok(())
+    }
+
+    /// Ends the previous segment with a seal naming segment `next`, now that `next` is durable (file and
+    /// directory entry). Recovery then knows `next` must exist: deleting the newest segment is detected.
+    fn seal_previous(&mut self, next: u64) -> Result<()> {
+        let Some(mut previous) = self.file.take() else { return Ok(()) };
+        let mut items = Encoder::default();
+        items.u8(ITEM_SEAL);
+        items.u64(next);
+        let mut buf = Vec::new();
+        encode_record(&mut buf, self.offset, self.synced_offset, 1, &items.buf);
+        let name = segment_name(next - 1);
+        if let Err(e) = previous.write_at(self.offset, &buf).and_then(|()| previous.sync_data()) {
+            return Err(self.poison(Error::io("seal", name, e)));
         }
         Ok(())
     }
@@ -521,6 +552,10 @@ impl Wal {
         let mut replay = Replay { base: 0, entries: Vec::new(), hard_state: HardState::default() };
         let mut segments = Vec::new();
         let mut open: Option<(Box<dyn DiskFile>, u64)> = None;
+        // The previous segment's seal, and the damaged tail cut from it (a seal torn by a crash, or damage
+        // that the next header check proves lost acknowledged records).
+        let mut sealed_next: Option<u64> = None;
+        let mut previous_damage: Option<(String, usize, String)> = None;
         for (i, &seq) in seqs.iter().enumerate() {
             let is_last = i + 1 == seqs.len();
             let name = segment_name(seq);
@@ -529,15 +564,15 @@ impl Wal {
             let header = match decode_header(&name, &buf)? {
                 Ok(header) => header,
                 Err(BadHeader(expected)) => {
-                    if let Some((at, synced)) = find_later_synced_record(&name, &buf, 0) {
-                        return Err(Error::corrupt(
-                            &name,
-                            0,
-                            format!("{expected} (the record at {at} declares {synced} bytes synced)"),
-                        ));
-                    }
-                    if !is_last || seq == first_seq {
-                        return Err(Error::corrupt(&name, 0, expected));
+                    check_torn_header(
+                        &name,
+                        &buf,
+                        expected,
+                        is_last && seq != first_seq,
+                        sealed_next.is_some(),
+                    )?;
+                    if let Some((damaged, offset, expected)) = previous_damage {
+                        return Err(Error::corrupt(damaged, offset as u64, expected));
                     }
                     // The crash hit while this segment was being created: nothing in it was acknowledged.
                     tracing::warn!(file = %name, bytes = buf.len(), "removing a segment whose creation was torn by a crash");
@@ -559,25 +594,50 @@ impl Wal {
                 replay.hard_state = header.hard_state;
             } else if header.start_last_index != replay.last_index() || header.hard_state != replay.hard_state
             {
-                return Err(Error::corrupt(
-                    &name,
-                    24,
-                    format!(
-                        "a start state equal to the end of {} (last index {}, {:?}), found last index {} and {:?}: records are missing",
-                        segment_name(seq - 1),
-                        replay.last_index(),
-                        replay.hard_state,
-                        header.start_last_index,
-                        header.hard_state
-                    ),
-                ));
+                let found = format!(
+                    "a start state equal to the end of {} (last index {}, {:?}), found last index {} and {:?}: records are missing",
+                    segment_name(seq - 1),
+                    replay.last_index(),
+                    replay.hard_state,
+                    header.start_last_index,
+                    header.hard_state
+                );
+                return Err(match previous_damage {
+                    Some((damaged, offset, expected)) => {
+                        Error::corrupt(damaged, offset as u64, format!("{expected}; and {name} has {found}"))
+                    }
+                    None => Error::corrupt(&name, 24, found),
+                });
             }
-            let end = replay_records(&name, &buf, is_last, &mut replay)?;
-            if end < buf.len() {
-                file.set_len(end as u64).map_err(|e| Error::io("truncate the torn tail of", &name, e))?;
+            if sealed_next.is_some_and(|next| next != seq) {
+                return Err(Error::corrupt(segment_name(seq - 1), 0, format!("a seal naming {name}")));
             }
+            let segment = replay_records(&name, &buf, &mut replay)?;
+            if let Some(expected) = &segment.damaged_tail {
+                tracing::warn!(
+                    file = %name,
+                    offset = segment.end,
+                    cut_bytes = buf.len() - segment.end,
+                    last_index = replay.last_index(),
+                    closed_segment = !is_last,
+                    "torn write at the end of a segment: cutting it off (it was never acknowledged): expected {expected}"
+                );
+                file.set_len(segment.end as u64)
+                    .map_err(|e| Error::io("truncate the torn tail of", &name, e))?;
+                file.sync_data().map_err(|e| Error::io("fsync", &name, e))?;
+            }
+            previous_damage = segment.damaged_tail.map(|expected| (name.clone(), segment.end, expected));
+            sealed_next = segment.sealed_next;
             segments.push(SegmentInfo { seq, start_last_index: header.start_last_index });
-            open = Some((file, end as u64));
+            open = Some((file, segment.end as u64));
+        }
+        if let Some(next) = sealed_next {
+            let sealed = segment_name(next - 1);
+            return Err(Error::corrupt(
+                segment_name(next),
+                0,
+                format!("this segment to exist: {sealed} was sealed after it had been made durable"),
+            ));
         }
         let (mut file, offset) = open.expect("the first segment is never removed as torn");
         // What we read may have come from the page cache of a process that died before its fsync: make it
@@ -600,25 +660,62 @@ impl Wal {
     }
 }
 
-/// Replays the records of one segment; returns where its valid data ends (a torn tail after that is cut by
-/// the caller). See the decision table in the crate docs.
-fn replay_records(name: &str, buf: &[u8], is_last: bool, replay: &mut Replay) -> Result<usize> {
+/// A bad segment header is a torn creation only in the newest segment (not the first), when no record in
+/// it declares the header synced and the previous segment was not sealed (its seal is written only after
+/// this header was durable). Otherwise it is corruption.
+fn check_torn_header(
+    name: &str,
+    buf: &[u8],
+    expected: String,
+    may_be_torn: bool,
+    sealed: bool,
+) -> Result<()> {
+    if let Some((at, synced)) = find_later_synced_record(name, buf, 0) {
+        return Err(Error::corrupt(
+            name,
+            0,
+            format!("{expected} (the record at {at} declares {synced} bytes synced)"),
+        ));
+    }
+    if !may_be_torn {
+        return Err(Error::corrupt(name, 0, expected));
+    }
+    if sealed {
+        return Err(Error::corrupt(
+            name,
+            0,
+            format!("{expected} (the previous segment's seal proves it was durable)"),
+        ));
+    }
+    Ok(())
+}
+
+/// What replaying one segment found.
+struct SegmentReplay {
+    /// Where the valid records end.
+    end: usize,
+    /// The segment's seal: the number of the segment that must follow it.
+    sealed_next: Option<u64>,
+    /// A damaged tail that no later record declares synced: what was expected at `end`.
+    damaged_tail: Option<String>,
+}
+
+/// Replays the records of one segment, by rows 17-19 of the decision table in the crate docs. Whether a
+/// damaged tail is a torn write is the caller's decision (it depends on what follows this segment).
+fn replay_records(name: &str, buf: &[u8], replay: &mut Replay) -> Result<SegmentReplay> {
     let mut offset = SEGMENT_HEADER_BYTES as usize;
+    let mut sealed_next = None;
     while offset < buf.len() {
+        if sealed_next.is_some() {
+            return Err(Error::corrupt(name, offset as u64, "the end of the segment after its seal"));
+        }
         match parse_frame(name, buf, offset) {
             Ok(record) => {
-                replay.apply(name, offset, &record)?;
+                sealed_next = replay.apply(name, offset, &record)?;
                 offset = record.end;
             }
             Err(FrameError::Fatal(error)) => return Err(error),
             Err(FrameError::Bad(expected)) => {
-                if !is_last {
-                    return Err(Error::corrupt(
-                        name,
-                        offset as u64,
-                        format!("{expected} (a closed segment must be whole)"),
-                    ));
-                }
                 if let Some((at, synced)) = find_later_synced_record(name, buf, offset) {
                     return Err(Error::corrupt(
                         name,
@@ -626,18 +723,11 @@ fn replay_records(name: &str, buf: &[u8], is_last: bool, replay: &mut Replay) ->
                         format!("{expected}; the valid record at offset {at} declares the first {synced} bytes synced, so this is damage to acknowledged data, not a torn write"),
                     ));
                 }
-                tracing::warn!(
-                    file = name,
-                    offset,
-                    cut_bytes = buf.len() - offset,
-                    last_index = replay.last_index(),
-                    "torn write at the end of the log: cutting it off (it was never acknowledged): expected {expected}"
-                );
-                return Ok(offset);
+                return Ok(SegmentReplay { end: offset, sealed_next, damaged_tail: Some(expected) });
             }
         }
     }
-    Ok(offset)
+    Ok(SegmentReplay { end: offset, sealed_next, damaged_tail: None })
 }
 
 fn encode_record(buf: &mut Vec<u8>, record_offset: u64, synced_offset: u64, item_count: u32, items: &[u8]) {
