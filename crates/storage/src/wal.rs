@@ -536,19 +536,7 @@ impl Wal {
                 "at least one WAL segment (the directory has none)",
             ));
         };
-        for pair in seqs.windows(2) {
-            if pair[1] != pair[0] + 1 {
-                return Err(Error::corrupt(
-                    segment_name(pair[0] + 1),
-                    0,
-                    format!(
-                        "this segment to exist between {} and {}: a segment is missing",
-                        segment_name(pair[0]),
-                        segment_name(pair[1])
-                    ),
-                ));
-            }
-        }
+        check_consecutive(&seqs)?;
         let mut replay = Replay { base: 0, entries: Vec::new(), hard_state: HardState::default() };
         let mut segments = Vec::new();
         let mut open: Option<(Box<dyn DiskFile>, u64)> = None;
@@ -583,34 +571,17 @@ impl Wal {
                 }
             };
             if header.seq != seq {
-                return Err(Error::corrupt(
-                    &name,
-                    16,
-                    format!("sequence number {seq} (as the name says), found {}", header.seq),
-                ));
+                let found = format!("sequence number {seq} (as the name says), found {}", header.seq);
+                return Err(Error::corrupt(&name, 16, found));
+            }
+            if sealed_next.is_some_and(|next| next != seq) {
+                return Err(Error::corrupt(segment_name(seq - 1), 0, format!("a seal naming {name}")));
             }
             if i == 0 {
                 replay.base = header.start_last_index;
                 replay.hard_state = header.hard_state;
-            } else if header.start_last_index != replay.last_index() || header.hard_state != replay.hard_state
-            {
-                let found = format!(
-                    "a start state equal to the end of {} (last index {}, {:?}), found last index {} and {:?}: records are missing",
-                    segment_name(seq - 1),
-                    replay.last_index(),
-                    replay.hard_state,
-                    header.start_last_index,
-                    header.hard_state
-                );
-                return Err(match previous_damage {
-                    Some((damaged, offset, expected)) => {
-                        Error::corrupt(damaged, offset as u64, format!("{expected}; and {name} has {found}"))
-                    }
-                    None => Error::corrupt(&name, 24, found),
-                });
-            }
-            if sealed_next.is_some_and(|next| next != seq) {
-                return Err(Error::corrupt(segment_name(seq - 1), 0, format!("a seal naming {name}")));
+            } else {
+                check_start_state(&name, &header, &replay, previous_damage.take())?;
             }
             let segment = replay_records(&name, &buf, &mut replay)?;
             if let Some(expected) = &segment.damaged_tail {
@@ -658,6 +629,47 @@ impl Wal {
         };
         Ok((wal, replay))
     }
+}
+
+/// Segment numbers must be consecutive: a gap is a missing segment.
+fn check_consecutive(seqs: &[u64]) -> Result<()> {
+    for pair in seqs.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            let (before, after) = (segment_name(pair[0]), segment_name(pair[1]));
+            let expected =
+                format!("this segment to exist between {before} and {after}: a segment is missing");
+            return Err(Error::corrupt(segment_name(pair[0] + 1), 0, expected));
+        }
+    }
+    Ok(())
+}
+
+/// A segment must start in exactly the state the previous one ended in (row 15 of the decision table). If
+/// the previous segment's tail was cut as torn, a mismatch proves that tail held acknowledged records, and
+/// the error names it.
+fn check_start_state(
+    name: &str,
+    header: &SegmentHeader,
+    replay: &Replay,
+    previous_damage: Option<(String, usize, String)>,
+) -> Result<()> {
+    if header.start_last_index == replay.last_index() && header.hard_state == replay.hard_state {
+        return Ok(());
+    }
+    let found = format!(
+        "a start state equal to the end of {} (last index {}, {:?}), found last index {} and {:?}: records are missing",
+        segment_name(header.seq - 1),
+        replay.last_index(),
+        replay.hard_state,
+        header.start_last_index,
+        header.hard_state
+    );
+    Err(match previous_damage {
+        Some((damaged, offset, expected)) => {
+            Error::corrupt(damaged, offset as u64, format!("{expected}; and {name} has {found}"))
+        }
+        None => Error::corrupt(name, 24, found),
+    })
 }
 
 /// A bad segment header is a torn creation only in the newest segment (not the first), when no record in
