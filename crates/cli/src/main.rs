@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_disk;
+
 #[derive(Parser)]
 #[command(
     name = "raftkv",
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Print the version and what this build contains.
     Version,
+    /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
+    BenchDisk(bench_disk::BenchDiskArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +33,6 @@ fn main() -> ExitCode {
             println!("raftkv {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::BenchDisk(args) => bench_disk::run(args),
     }
 }
