@@ -7,3 +7,4 @@ pub mod network;
 pub mod seed;
 pub mod swarm;
 pub mod trace;
+pub mod workload;
