@@ -1,0 +1,161 @@
+//! Linearizable reads in flight (ReadIndex, Raft paper §8 and dissertation §6.4).
+//!
+//! A read is safe once (1) some leader has confirmed, after the read arrived, that it was still leader,
+//! yielding a *read index* — its commit index at that moment — and (2) this node's state machine has
+//! applied up to that index. The leader does (1) for its own reads and for followers that ask; a follower
+//! then does (2) itself and serves the read from its own state machine, which spreads read load.
+//!
+//! Reads batch: every read that arrives before the node next talks to the core shares one `ctx`, and so
+//! one confirmation round (the core batches rounds further).
+
+use std::collections::BTreeMap;
+
+use kv::Command;
+use raft::Index;
+
+use crate::pending::ClientToken;
+
+/// One client read.
+#[derive(Clone, Debug)]
+pub struct Read {
+    pub token: ClientToken,
+    pub command: Command,
+    pub deadline_tick: u64,
+}
+
+/// A batch of reads that asked for a read index under one `ctx`.
+#[derive(Clone, Debug)]
+struct Batch {
+    reads: Vec<Read>,
+    asked_tick: u64,
+}
+
+/// Reads by stage: not yet asked, asked (by ctx), confirmed (waiting for apply, by read index).
+#[derive(Default, Debug)]
+pub struct PendingReads {
+    unasked: Vec<Read>,
+    asked: BTreeMap<u64, Batch>,
+    confirmed: BTreeMap<Index, Vec<Read>>,
+    next_ctx: u64,
+}
+
+impl PendingReads {
+    pub fn push(&mut self, read: Read) {
+        self.unasked.push(read);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unasked.is_empty() && self.asked.is_empty() && self.confirmed.is_empty()
+    }
+
+    /// If reads wait to be asked for, groups them under a fresh ctx and returns it.
+    pub fn start_batch(&mut self, now_tick: u64) -> Option<u64> {
+        if self.unasked.is_empty() {
+            return None;
+        }
+        self.next_ctx += 1;
+        let ctx = self.next_ctx;
+        self.asked.insert(ctx, Batch { reads: std::mem::take(&mut self.unasked), asked_tick: now_tick });
+        Some(ctx)
+    }
+
+    /// The leader confirmed `ctx` at `index`.
+    pub fn confirm(&mut self, ctx: u64, index: Index) {
+        if let Some(batch) = self.asked.remove(&ctx) {
+            self.confirmed.entry(index).or_default().extend(batch.reads);
+        }
+    }
+
+    /// `ctx` could not be confirmed (leader stepped down, no leader): its reads go back to be asked again.
+    pub fn retry(&mut self, ctx: u64) {
+        if let Some(batch) = self.asked.remove(&ctx) {
+            self.unasked.extend(batch.reads);
+        }
+    }
+
+    /// Batches asked at least `retry_ticks` ago with no answer (the request or its answer was lost).
+    pub fn stale_batches(&self, now_tick: u64, retry_ticks: u64) -> Vec<u64> {
+        self.asked.iter().filter(|(_, b)| b.asked_tick + retry_ticks <= now_tick).map(|(&ctx, _)| ctx).collect()
+    }
+
+    /// Reads whose read index the state machine has reached.
+    pub fn take_servable(&mut self, applied_index: Index) -> Vec<Read> {
+        let later = self.confirmed.split_off(&(applied_index + 1));
+        let servable = std::mem::replace(&mut self.confirmed, later);
+        servable.into_values().flatten().collect()
+    }
+
+    /// Removes and returns every read whose deadline passed, wherever it stands.
+    pub fn take_expired(&mut self, now_tick: u64) -> Vec<Read> {
+        let mut expired = Vec::new();
+        let mut split = |reads: &mut Vec<Read>| {
+            let (gone, kept): (Vec<Read>, Vec<Read>) =
+                std::mem::take(reads).into_iter().partition(|r| r.deadline_tick <= now_tick);
+            *reads = kept;
+            expired.extend(gone);
+        };
+        split(&mut self.unasked);
+        self.asked.values_mut().for_each(|b| split(&mut b.reads));
+        self.confirmed.values_mut().for_each(&mut split);
+        self.asked.retain(|_, b| !b.reads.is_empty());
+        self.confirmed.retain(|_, reads| !reads.is_empty());
+        expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn read(token: ClientToken, deadline_tick: u64) -> Read {
+        Read { token, command: Command::Get { key: Bytes::from_static(b"k") }, deadline_tick }
+    }
+
+    fn tokens(reads: &[Read]) -> Vec<ClientToken> {
+        reads.iter().map(|r| r.token).collect()
+    }
+
+    #[test]
+    fn reads_arriving_together_share_one_ctx_and_wait_for_apply() {
+        let mut reads = PendingReads::default();
+        reads.push(read(1, 100));
+        reads.push(read(2, 100));
+        let ctx = reads.start_batch(0).unwrap();
+        assert_eq!(reads.start_batch(0), None, "nothing new to ask for");
+        reads.push(read(3, 100));
+        let second = reads.start_batch(1).unwrap();
+        assert_ne!(ctx, second);
+        reads.confirm(ctx, 5);
+        reads.confirm(second, 7);
+        assert!(tokens(&reads.take_servable(4)).is_empty());
+        assert_eq!(tokens(&reads.take_servable(6)), vec![1, 2]);
+        assert_eq!(tokens(&reads.take_servable(7)), vec![3]);
+        assert!(reads.is_empty());
+    }
+
+    #[test]
+    fn a_failed_or_unanswered_batch_is_asked_again_under_a_new_ctx() {
+        let mut reads = PendingReads::default();
+        reads.push(read(1, 100));
+        let ctx = reads.start_batch(0).unwrap();
+        assert_eq!(reads.stale_batches(9, 10), Vec::<u64>::new());
+        assert_eq!(reads.stale_batches(10, 10), vec![ctx]);
+        reads.retry(ctx);
+        reads.confirm(ctx, 3);
+        assert!(reads.take_servable(100).is_empty(), "a retried ctx is forgotten");
+        let again = reads.start_batch(10).unwrap();
+        assert_ne!(again, ctx);
+    }
+
+    #[test]
+    fn expired_reads_are_taken_from_every_stage() {
+        let mut reads = PendingReads::default();
+        reads.push(read(1, 5));
+        reads.start_batch(0);
+        reads.push(read(2, 5));
+        reads.push(read(3, 50));
+        assert_eq!(tokens(&reads.take_expired(5)), vec![2, 1]);
+        assert!(!reads.is_empty());
+    }
+}
