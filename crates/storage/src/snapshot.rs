@@ -1,0 +1,265 @@
+//! Snapshot files: streamed into a temporary file, checksummed, fsynced, renamed into place and the
+//! directory fsynced, so a snapshot file either exists whole or not at all.
+
+use std::io::{self, Read, Write};
+
+use raft::{Index, SnapshotMeta, Term};
+
+use crate::codec::{self, Decoder, Encoder};
+use crate::disk::{Disk, DiskFile};
+use crate::error::{Error, Result};
+
+pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"RAFTKVSN";
+pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+const TRAILER_MAGIC: [u8; 4] = *b"SEND";
+const TRAILER_BYTES: u64 = 16;
+/// Bytes buffered before one `write_at`; also the chunk size of verification reads.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Metadata longer than this is damage (a configuration of a million members would still fit).
+const MAX_META_BYTES: u32 = 16 << 20;
+
+pub(crate) fn snapshot_name(index: Index, term: Term) -> String {
+    format!("snap-{index:016x}-{term:016x}.snap")
+}
+
+pub(crate) fn snapshot_temp_name(index: Index, term: Term) -> String {
+    format!("snap-{index:016x}-{term:016x}.tmp")
+}
+
+/// Parses `snap-<index>-<term>.snap` (16 lowercase hex digits each).
+pub(crate) fn parse_snapshot_name(name: &str) -> Option<(Index, Term)> {
+    let rest = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    let (index, term) = rest.split_once('-')?;
+    let hex = |s: &str| {
+        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    Some((hex(index)?, hex(term)?))
+}
+
+/// Streams a snapshot's data into a temporary file. It owns its file and no borrow of the storage, so it can
+/// be handed to a background thread; [`crate::Storage::install_snapshot`] then publishes what
+/// [`SnapshotWriter::finish`] returns.
+pub struct SnapshotWriter {
+    file: Box<dyn DiskFile>,
+    temp_name: String,
+    meta: SnapshotMeta,
+    offset: u64,
+    data_bytes: u64,
+    crc: u32,
+    buf: Vec<u8>,
+}
+
+/// A snapshot whose data is durable in its temporary file, not yet published.
+#[derive(Debug)]
+pub struct FinishedSnapshot {
+    pub(crate) temp_name: String,
+    pub(crate) meta: SnapshotMeta,
+}
+
+impl FinishedSnapshot {
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+}
+
+impl SnapshotWriter {
+    pub(crate) fn create(disk: &dyn Disk, meta: SnapshotMeta) -> Result<SnapshotWriter> {
+        let temp_name = snapshot_temp_name(meta.index, meta.term);
+        if disk.open(&temp_name).is_ok() {
+            disk.remove(&temp_name).map_err(|e| Error::io("remove", &temp_name, e))?;
+        }
+        let file = disk.create(&temp_name).map_err(|e| Error::io("create", &temp_name, e))?;
+        let mut header = Encoder::default();
+        header.bytes(&SNAPSHOT_MAGIC);
+        header.u32(SNAPSHOT_VERSION);
+        let mut meta_bytes = Encoder::default();
+        codec::encode_snapshot_meta(&mut meta_bytes, &meta);
+        header.u32(u32::try_from(meta_bytes.buf.len()).expect("metadata under 4 GiB"));
+        header.bytes(&meta_bytes.buf);
+        let crc = crc32c::crc32c(&header.buf);
+        header.u32(crc);
+        Ok(SnapshotWriter { file, temp_name, meta, offset: 0, data_bytes: 0, crc: 0, buf: header.buf })
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_at(self.offset, &self.buf)?;
+            self.offset += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the trailer (data length and CRC32C) and fsyncs the temporary file.
+    pub fn finish(mut self) -> Result<FinishedSnapshot> {
+        let mut trailer = Encoder::default();
+        trailer.u64(self.data_bytes);
+        trailer.u32(self.crc);
+        trailer.bytes(&TRAILER_MAGIC);
+        self.buf.extend_from_slice(&trailer.buf);
+        let name = self.temp_name.clone();
+        self.write_buffer().map_err(|e| Error::io("write", &name, e))?;
+        self.file.sync_data().map_err(|e| Error::io("fsync", &name, e))?;
+        Ok(FinishedSnapshot { temp_name: self.temp_name, meta: self.meta })
+    }
+}
+
+impl Write for SnapshotWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.data_bytes += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.write_buffer()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_buffer()
+    }
+}
+
+/// Reads a snapshot's data and checks its CRC32C when the end is reached: the final `read` fails with
+/// `InvalidData` if the data is damaged, so a consumer that reads to the end never accepts bad data.
+pub struct SnapshotReader {
+    file: Box<dyn DiskFile>,
+    name: String,
+    meta: SnapshotMeta,
+    data_start: u64,
+    data_bytes: u64,
+    position: u64,
+    crc: u32,
+    expected_crc: u32,
+}
+
+impl SnapshotReader {
+    /// Opens `name` and checks its header and trailer (not yet the data's checksum).
+    pub(crate) fn open(disk: &dyn Disk, name: &str) -> Result<SnapshotReader> {
+        let file = disk.open(name).map_err(|e| Error::io("open", name, e))?;
+        let len = file.len_bytes().map_err(|e| Error::io("stat", name, e))?;
+        let mut fixed = [0u8; 16];
+        if len < 16 + 4 + TRAILER_BYTES {
+            return Err(Error::corrupt(
+                name,
+                0,
+                format!("a snapshot header and trailer, found a {len}-byte file"),
+            ));
+        }
+        file.read_exact_at(0, &mut fixed).map_err(|e| Error::io("read", name, e))?;
+        if fixed[..8] != SNAPSHOT_MAGIC {
+            return Err(Error::ForeignFile {
+                file: name.into(),
+                why: "named like a snapshot but lacks the magic".into(),
+            });
+        }
+        let version = u32::from_le_bytes(fixed[8..12].try_into().expect("4"));
+        let meta_len = u32::from_le_bytes(fixed[12..16].try_into().expect("4"));
+        if meta_len > MAX_META_BYTES || 16 + u64::from(meta_len) + 4 + TRAILER_BYTES > len {
+            return Err(Error::corrupt(
+                name,
+                12,
+                format!("a metadata length that fits the file, found {meta_len}"),
+            ));
+        }
+        let mut header = vec![0u8; 16 + meta_len as usize + 4];
+        file.read_exact_at(0, &mut header).map_err(|e| Error::io("read", name, e))?;
+        let crc_at = header.len() - 4;
+        let stored = u32::from_le_bytes(header[crc_at..].try_into().expect("4"));
+        if crc32c::crc32c(&header[..crc_at]) != stored {
+            return Err(Error::corrupt(name, crc_at as u64, "a CRC32C matching the snapshot header"));
+        }
+        if version != SNAPSHOT_VERSION {
+            return Err(Error::UnknownVersion {
+                file: name.into(),
+                found: version,
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        let mut dec = Decoder::new(&header[16..crc_at]);
+        let meta = codec::decode_snapshot_meta(&mut dec)
+            .map_err(|e| Error::corrupt(name, 16 + e.pos as u64, e.what))?;
+        if dec.remaining() != 0 {
+            return Err(Error::corrupt(name, 16 + dec.pos() as u64, "end of snapshot metadata"));
+        }
+        let mut trailer = [0u8; TRAILER_BYTES as usize];
+        let trailer_at = len - TRAILER_BYTES;
+        file.read_exact_at(trailer_at, &mut trailer).map_err(|e| Error::io("read", name, e))?;
+        let data_start = header.len() as u64;
+        let data_bytes = u64::from_le_bytes(trailer[..8].try_into().expect("8"));
+        if trailer[12..] != TRAILER_MAGIC || data_start + data_bytes != trailer_at {
+            return Err(Error::corrupt(
+                name,
+                trailer_at,
+                format!("a trailer for {} data bytes, found {:02x?}", trailer_at - data_start, trailer),
+            ));
+        }
+        let expected_crc = u32::from_le_bytes(trailer[8..12].try_into().expect("4"));
+        Ok(SnapshotReader {
+            file,
+            name: name.into(),
+            meta,
+            data_start,
+            data_bytes,
+            position: 0,
+            crc: 0,
+            expected_crc,
+        })
+    }
+
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// The size of the snapshot's data (what `read` yields in total).
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+
+    /// Reads the data to the end, discarding it, to check the checksum.
+    pub(crate) fn verify(mut self) -> Result<SnapshotMeta> {
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        loop {
+            match self.read(&mut chunk) {
+                Ok(0) => return Ok(self.meta),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(Error::corrupt(
+                        &self.name,
+                        self.data_start,
+                        format!(
+                            "snapshot data with CRC32C {:#010x}, found {:#010x}",
+                            self.expected_crc, self.crc
+                        ),
+                    ))
+                }
+                Err(e) => return Err(Error::io("read", &self.name, e)),
+            }
+        }
+    }
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let remaining = self.data_bytes - self.position;
+        if remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let n = self.file.read_at(self.data_start + self.position, &mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} ends early", self.name)));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.position += n as u64;
+        if self.position == self.data_bytes && self.crc != self.expected_crc {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: snapshot checksum mismatch", self.name),
+            ));
+        }
+        Ok(n)
+    }
+}
