@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod sim;
+
 #[derive(Parser)]
 #[command(
     name = "raftkv",
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Print the version and what this build contains.
     Version,
+    /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +33,6 @@ fn main() -> ExitCode {
             println!("raftkv {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Sim(args) => sim::run(args),
     }
 }

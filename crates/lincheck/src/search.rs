@@ -47,7 +47,11 @@ pub enum KeyResult {
     Linearizable,
     /// No order exists. `linearized` is the longest order found (history op ids), `value` the value after
     /// it, and `stuck` the completed operations that could come next in real time, none of which fits.
-    NotLinearizable { linearized: Vec<OpId>, value: Value, stuck: Vec<OpId> },
+    NotLinearizable {
+        linearized: Vec<OpId>,
+        value: Value,
+        stuck: Vec<OpId>,
+    },
     /// The budget of explored states ran out first.
     Undecided,
 }
@@ -69,9 +73,16 @@ struct KeyOp {
 /// The model step with interned values, so that the common steps are integer comparisons.
 enum Step {
     /// A read that must see this value.
-    Read { seen: u32 },
-    Write { to: u32 },
-    Cas { expected: u32, to: u32 },
+    Read {
+        seen: u32,
+    },
+    Write {
+        to: u32,
+    },
+    Cas {
+        expected: u32,
+        to: u32,
+    },
     /// Append and incr: computed by the model once per (value, op) and remembered.
     Computed,
 }
@@ -395,7 +406,14 @@ impl<'h> Search<'h> {
         if self.explored % PROGRESS_EVERY_STATES == 0 {
             progress(self.explored);
         }
-        self.stack.push(Frame { op: k, prev_state: self.state, prev_flag: self.flag, prev_low, prev_high, barrier });
+        self.stack.push(Frame {
+            op: k,
+            prev_state: self.state,
+            prev_flag: self.flag,
+            prev_low,
+            prev_high,
+            barrier,
+        });
         self.state = state;
         self.flag = is_info;
         if is_info {
@@ -494,7 +512,8 @@ impl<'h> Search<'h> {
         // The completed set is stored from the word of its lowest gap up to its highest member: below
         // that every bit is set, above it none is, so the tail identifies the set in a few words.
         let start_word = (self.low as usize) / 64;
-        let end_word = if self.high == NIL { start_word } else { ((self.high as usize) / 64 + 1).max(start_word) };
+        let end_word =
+            if self.high == NIL { start_word } else { ((self.high as usize) / 64 + 1).max(start_word) };
         let tail = &self.ok_bits[start_word..end_word];
         let hash = self.ok_hash ^ mix(u64::from(state) ^ 0x5bd1_e995_0000_0000);
         let memo = &mut self.memo;
@@ -541,7 +560,8 @@ impl<'h> Search<'h> {
         };
         let pending = (0..self.n_ok as usize).filter(|&k| !lifted[k]);
         let barrier = pending.clone().map(|k| self.ops[k].completed_at).min().unwrap_or(0);
-        let stuck = pending.filter(|&k| self.ops[k].invoked_at < barrier || self.ops[k].completed_at == barrier);
+        let stuck =
+            pending.filter(|&k| self.ops[k].invoked_at < barrier || self.ops[k].completed_at == barrier);
         KeyResult::NotLinearizable {
             linearized: path.iter().map(|&k| self.ops[k as usize].id).collect(),
             value: self.values.all[*state as usize].clone(),

@@ -1,7 +1,7 @@
 //! The glue both worlds share: the server and the simulator run exactly this code between the network and
 //! the consensus core, so every seeded simulation exercises what production runs.
 //!
-//! A [`Node`] owns one consensus core ([`raft::Raft`]), its write-ahead log ([`storage::Wal`]) and the
+//! A [`Node`] owns one consensus core ([`raft::Raft`]), its durable storage ([`storage::Storage`]) and the
 //! replicated state machine ([`kv::KvStateMachine`]), and drives the core's `Ready` loop in the order the
 //! core's contract demands:
 //!

@@ -6,10 +6,9 @@
 //! [`storage::Disk`], a [`Transport`], a [`Clock`]. Each input (`tick`, `receive`, `submit`) runs to
 //! completion, including every `Ready` it causes, before it returns.
 
-use bytes::Bytes;
 use kv::{Command, KvStateMachine, Reply, Request, RequestBody, SessionRef};
 use raft::{Entry, EntryPayload, NodeId, ProposeError, Raft, ReadIndexError};
-use storage::Wal;
+use storage::{Disk, Storage};
 
 use crate::io::{Clock, Observer, Transport};
 use crate::peer::PeerMessage;
@@ -63,10 +62,10 @@ pub mod errors {
 }
 
 /// One node of the cluster.
-pub struct Node<T: Transport, C: Clock, O: Observer> {
+pub struct Node<D: Disk, T: Transport, C: Clock, O: Observer> {
     id: NodeId,
     raft: Raft,
-    wal: Wal,
+    storage: Storage<D>,
     machine: KvStateMachine,
     transport: T,
     clock: C,
@@ -77,7 +76,8 @@ pub struct Node<T: Transport, C: Clock, O: Observer> {
     reads: PendingReads,
     /// The leader's side of followers' read-index requests: local ctx → (follower, its ctx).
     remote_reads: std::collections::BTreeMap<u64, (NodeId, u64)>,
-    /// Local ctx numbers for remote reads live above this, so they never collide with our own batches.
+    /// Local ctx numbers for remote reads live above `REMOTE_CTX_BASE`, so they never collide with our own
+    /// batches (whose numbers start at `incarnation << 32`).
     next_remote_ctx: u64,
     completions: Vec<Completion>,
     now_tick: u64,
@@ -86,13 +86,32 @@ pub struct Node<T: Transport, C: Clock, O: Observer> {
 
 const REMOTE_CTX_BASE: u64 = 1 << 62;
 
-impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
+/// Whether an applied request came from this node's current session, and as what.
+enum OwnRequest {
+    NotOurs,
+    Registration,
+    Command { sequence: u64 },
+}
+
+impl OwnRequest {
+    fn of(request: &Request, own: kv::ClientId) -> OwnRequest {
+        match (&request.body, request.session) {
+            (RequestBody::RegisterSession { client_id }, _) if *client_id == own => OwnRequest::Registration,
+            (RequestBody::Command(_), Some(session)) if session.client_id == own => {
+                OwnRequest::Command { sequence: session.sequence }
+            }
+            _ => OwnRequest::NotOurs,
+        }
+    }
+}
+
+impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
     /// Builds a node from its parts. `applied_index` is where `machine` stands (a snapshot's index, or 0);
     /// `incarnation` is the persisted counter that makes this life's client ids unique.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         raft: Raft,
-        wal: Wal,
+        storage: Storage<D>,
         machine: KvStateMachine,
         applied_index: raft::Index,
         incarnation: u64,
@@ -105,7 +124,7 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
         Node {
             id,
             raft,
-            wal,
+            storage,
             machine,
             transport,
             clock,
@@ -113,7 +132,7 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
             timing,
             session: OwnSession::new(id, incarnation),
             commands: PendingCommands::default(),
-            reads: PendingReads::default(),
+            reads: PendingReads::new(incarnation),
             remote_reads: Default::default(),
             next_remote_ctx: REMOTE_CTX_BASE,
             completions: Vec::new(),
@@ -161,9 +180,10 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
     pub fn tick(&mut self) -> Result<(), NodeError> {
         self.now_tick += 1;
         self.raft.tick();
+        self.reads.on_tick();
         self.expire_requests();
         for ctx in self.reads.stale_batches(self.now_tick, self.timing.retry_ticks) {
-            self.reads.retry(ctx);
+            self.reads.give_up_on(ctx);
         }
         self.drive()
     }
@@ -183,8 +203,8 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
             }
             PeerMessage::ReadIndexRequest { ctx } => self.remote_read_index(from, ctx),
             PeerMessage::ReadIndexResponse { ctx, index, .. } => match index {
-                Some(index) => self.reads.confirm(ctx, index),
-                None => self.reads.retry(ctx),
+                Some(index) => self.reads.confirm(ctx, index, from),
+                None => self.reads.retry(ctx, from),
             },
         }
         self.drive()
@@ -234,7 +254,7 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
         // 1. Persist. Vote grants and append acks are held by the core until `on_persisted`, so they
         //    cannot leave before this write is durable.
         if ready.hard_state.is_some() || !ready.entries.is_empty() {
-            self.wal.write(ready.hard_state, &ready.entries)?;
+            self.storage.write(ready.hard_state, &ready.entries)?;
             self.observer.persisted(ready.hard_state.as_ref(), &ready.entries);
         }
         if let Some(mark) = ready.persist_mark {
@@ -270,24 +290,27 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
         );
         self.applied_index = entry.index;
         self.observer.applied(entry);
-        let EntryPayload::Command(bytes) = &entry.payload else { return };
-        let (request, reply) = self.machine.apply(entry.index, bytes);
-        let Some(request) = request else { return };
-        self.on_own_request_applied(&request, reply);
+        let EntryPayload::Command(bytes) = &entry.payload else {
+            self.machine.apply_other(entry.index);
+            return;
+        };
+        let Ok(request) = Request::decode(bytes) else {
+            // Every replica answers undecodable bytes the same way; nobody waits for them.
+            self.machine.apply(entry.index, bytes);
+            return;
+        };
+        let ours = OwnRequest::of(&request, self.session.client_id());
+        let reply = self.machine.apply_request(entry.index, request);
+        self.on_own_request_applied(ours, reply);
     }
 
-    /// If `request` was ours, its client gets `reply` (or the session is renewed and it is resent).
-    fn on_own_request_applied(&mut self, request: &Request, reply: Reply) {
-        match &request.body {
-            RequestBody::RegisterSession { client_id } if *client_id == self.session.client_id() => {
-                self.session.set_state(SessionState::Open);
-            }
-            RequestBody::Command(_) => {
-                let Some(session) = request.session.filter(|s| s.client_id == self.session.client_id())
-                else {
-                    return;
-                };
-                let Some(token) = self.commands.token_of_sequence(session.sequence) else {
+    /// If the applied request was ours, its client gets `reply` (or the session is renewed and it is resent).
+    fn on_own_request_applied(&mut self, ours: OwnRequest, reply: Reply) {
+        match ours {
+            OwnRequest::NotOurs => {}
+            OwnRequest::Registration => self.session.set_state(SessionState::Open),
+            OwnRequest::Command { sequence } => {
+                let Some(token) = self.commands.token_of_sequence(sequence) else {
                     return; // Answered already (a duplicate applied), or given up on.
                 };
                 if reply.is_session_expired() {
@@ -297,21 +320,22 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
                     return;
                 }
                 self.commands.remove(token);
-                self.session.answered(session.sequence);
+                self.session.answered(sequence);
                 self.completions.push(Completion { token, reply });
             }
-            _ => {}
         }
     }
 
-    /// Proposes the session registration once there is something to send and a leader to send it to.
+    /// Proposes the session registration once there is something to send and a leader to send it to, and
+    /// again if it got lost.
     fn open_session_if_needed(&mut self) {
-        if self.session.state() != SessionState::Unregistered || self.commands.is_empty() {
+        if self.commands.is_empty() || !self.session.registration_due(self.now_tick, self.timing.retry_ticks)
+        {
             return;
         }
         let body = RequestBody::RegisterSession { client_id: self.session.client_id() };
         if self.propose_or_forward(None, body).is_some() {
-            self.session.set_state(SessionState::Registering);
+            self.session.set_state(SessionState::Registering { sent_tick: self.now_tick });
         }
     }
 
@@ -360,7 +384,6 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
             Ok(_) => return,
             Err(ProposeError::NotLeader { leader_hint }) => (leader_hint, false),
             Err(ProposeError::ProposalDropped { .. }) => (Some(self.id), true),
-            Err(_) => (None, false),
         };
         self.transport.send(from, PeerMessage::ForwardRejected { sequence, leader_hint, overloaded });
     }
@@ -368,8 +391,10 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
     fn forward_rejected(&mut self, sequence: Option<u64>, leader_hint: Option<NodeId>, overloaded: bool) {
         let Some(sequence) = sequence else {
             // A registration that was not proposed: try again.
-            if self.session.state() == SessionState::Registering {
-                self.session.set_state(SessionState::Unregistered);
+            // A registration that was not proposed: send it again at the next tick (never at once).
+            if matches!(self.session.state(), SessionState::Registering { .. }) {
+                let sent_tick = (self.now_tick + 1).saturating_sub(self.timing.retry_ticks);
+                self.session.set_state(SessionState::Registering { sent_tick });
             }
             return;
         };
@@ -377,10 +402,10 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
         if overloaded {
             return self.refused_before_proposing(Some(sequence));
         }
-        // Resend at the next pass rather than after the retry interval; the core learns who leads from
-        // the leader's own heartbeats, so the hint is only for the log.
+        // Resend at the next tick rather than after the whole retry interval; the core learns who leads
+        // from the leader's own heartbeats, so the hint is only for the log.
         tracing::debug!(node = self.id, sequence, ?leader_hint, "forward rejected; resending");
-        self.commands.mark_unsent(token);
+        self.commands.mark_due_next_tick(token, self.now_tick, self.timing.retry_ticks);
     }
 
     /// The leader refused `sequence` before proposing it. If no earlier attempt could have been proposed,
@@ -402,22 +427,24 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
             if let Stage::Numbered { sequence, .. } = pending.stage {
                 self.session.answered(sequence);
             }
-            let text = if pending.may_have_been_proposed { errors::OUTCOME_UNKNOWN } else { errors::NO_LEADER };
+            let text =
+                if pending.may_have_been_proposed { errors::OUTCOME_UNKNOWN } else { errors::NO_LEADER };
             self.completions.push(Completion { token, reply: Reply::error(text) });
         }
         for read in self.reads.take_expired(self.now_tick) {
-            self.completions.push(Completion { token: read.token, reply: Reply::error(errors::READ_TIMEOUT) });
+            self.completions
+                .push(Completion { token: read.token, reply: Reply::error(errors::READ_TIMEOUT) });
         }
     }
 
     /// Starts a read-index round for reads that arrived since the last one.
     fn ask_for_read_index(&mut self) {
         let Some(leader) = self.raft.leader_id() else { return };
-        let Some(ctx) = self.reads.start_batch(self.now_tick) else { return };
+        let Some(ctx) = self.reads.start_batch(self.now_tick, leader) else { return };
         if leader == self.id {
             if let Err(error) = self.raft.read_index(ctx) {
                 tracing::debug!(node = self.id, %error, "read index refused; will retry");
-                self.reads.retry(ctx);
+                self.reads.retry(ctx, self.id);
             }
         } else {
             self.transport.send(leader, PeerMessage::ReadIndexRequest { ctx });
@@ -446,12 +473,13 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
     fn read_index_confirmed(&mut self, ctx: u64, index: Option<raft::Index>) {
         if let Some((follower, their_ctx)) = self.remote_reads.remove(&ctx) {
             let leader_hint = self.raft.leader_id();
-            self.transport.send(follower, PeerMessage::ReadIndexResponse { ctx: their_ctx, index, leader_hint });
+            self.transport
+                .send(follower, PeerMessage::ReadIndexResponse { ctx: their_ctx, index, leader_hint });
             return;
         }
         match index {
-            Some(index) => self.reads.confirm(ctx, index),
-            None => self.reads.retry(ctx),
+            Some(index) => self.reads.confirm(ctx, index, self.id),
+            None => self.reads.retry(ctx, self.id),
         }
     }
 
@@ -462,12 +490,8 @@ impl<T: Transport, C: Clock, O: Observer> Node<T, C, O> {
     }
 
     fn serve_read(&mut self, read: Read) {
-        let reply = self.machine.read(&read.command);
+        // "Now" for expiry is the leader time of the latest applied entry, never this node's clock.
+        let reply = self.machine.read(&read.command, self.machine.time_ms());
         self.completions.push(Completion { token: read.token, reply });
     }
-}
-
-/// Encodes a request the way the leader proposes it (used by tests and the simulator's digests).
-pub fn encode_request(request: &Request) -> Bytes {
-    request.encode()
 }

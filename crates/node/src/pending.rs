@@ -87,13 +87,14 @@ impl PendingCommands {
         }
     }
 
-    /// Makes `token` due for sending at once (its last attempt was refused), keeping whether it may have
-    /// been proposed before.
-    pub fn mark_unsent(&mut self, token: ClientToken) {
+    /// Makes `token` due again at the next tick (its last attempt was refused), keeping whether it may
+    /// have been proposed before. Never at once: a node with a stale idea of the leader would otherwise
+    /// ping-pong with it, and duplicated rejections would multiply the resends.
+    pub fn mark_due_next_tick(&mut self, token: ClientToken, now_tick: u64, retry_ticks: u64) {
         if let Some(PendingCommand { stage: Stage::Numbered { last_sent_tick, .. }, .. }) =
             self.by_token.get_mut(&token)
         {
-            *last_sent_tick = None;
+            *last_sent_tick = Some((now_tick + 1).saturating_sub(retry_ticks));
         }
     }
 
@@ -168,6 +169,17 @@ mod tests {
         pending.mark_sent(7, 0, 2);
         assert_eq!(pending.due_for_send(9, 10), vec![]);
         assert_eq!(pending.due_for_send(10, 10), vec![(7, 1)]);
+    }
+
+    #[test]
+    fn a_refused_command_is_due_at_the_next_tick_not_at_once() {
+        let mut pending = PendingCommands::default();
+        pending.insert(7, get(), 100);
+        pending.number(7, 1);
+        pending.mark_sent(7, 50, 2);
+        pending.mark_due_next_tick(7, 50, 10);
+        assert_eq!(pending.due_for_send(50, 10), vec![]);
+        assert_eq!(pending.due_for_send(51, 10), vec![(7, 1)]);
     }
 
     #[test]

@@ -18,8 +18,9 @@ use kv::{ClientId, SessionRef};
 pub enum SessionState {
     /// Nothing proposed yet; commands wait.
     Unregistered,
-    /// A registration entry is on its way; commands wait until it applies.
-    Registering,
+    /// A registration entry was sent at `sent_tick`; commands wait until it applies. If it is lost, it is
+    /// sent again after the retry interval (registering twice is harmless: it only refreshes the session).
+    Registering { sent_tick: u64 },
     /// The state machine applied the registration: commands may flow.
     Open,
 }
@@ -54,6 +55,15 @@ impl OwnSession {
 
     pub fn set_state(&mut self, state: SessionState) {
         self.state = state;
+    }
+
+    /// True when a registration should be sent now: none was sent, or the last one is `retry_ticks` old.
+    pub fn registration_due(&self, now_tick: u64, retry_ticks: u64) -> bool {
+        match self.state {
+            SessionState::Unregistered => true,
+            SessionState::Registering { sent_tick } => sent_tick + retry_ticks <= now_tick,
+            SessionState::Open => false,
+        }
     }
 
     /// Allocates the next sequence number.
@@ -112,5 +122,16 @@ mod tests {
         assert_ne!(session.client_id(), first);
         assert_eq!(session.allocate(), 1);
         assert_eq!(session.state(), SessionState::Unregistered);
+    }
+
+    #[test]
+    fn a_registration_is_due_again_after_the_retry_interval() {
+        let mut session = OwnSession::new(1, 1);
+        assert!(session.registration_due(0, 10));
+        session.set_state(SessionState::Registering { sent_tick: 5 });
+        assert!(!session.registration_due(14, 10));
+        assert!(session.registration_due(15, 10));
+        session.set_state(SessionState::Open);
+        assert!(!session.registration_due(100, 10));
     }
 }

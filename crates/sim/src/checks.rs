@@ -36,6 +36,11 @@ pub enum Check {
     DurableHardState,
     Linearizability,
     Liveness,
+    /// Something grew past its bound (e.g. messages in flight): a runaway loop, reported before it eats
+    /// the machine's memory.
+    ResourceBound,
+    /// An assertion inside the real code fired (a broken invariant crashes loudly, by design).
+    Invariant,
 }
 
 impl fmt::Display for Check {
@@ -94,8 +99,9 @@ pub struct SafetyChecker {
     leaders_by_term: BTreeMap<Term, NodeId>,
     /// (index, term) → prefix hash, for every entry any node ever held.
     prefix_by_position: HashMap<(Index, Term), u64>,
-    /// index → the committed entry, as first reported by anyone.
-    committed: BTreeMap<Index, (EntryDigest, NodeId)>,
+    /// index → the committed entry as first reported, who reported it, and the lowest term at which any
+    /// node reported it committed. The entry was committed by a leader of that term or an earlier one.
+    committed: BTreeMap<Index, (EntryDigest, NodeId, Term)>,
     /// index → (digest, node) of the first apply at that index.
     applied: HashMap<Index, (u64, NodeId)>,
     nodes: HashMap<NodeId, NodeRecord>,
@@ -155,7 +161,14 @@ impl SafetyChecker {
         term_at: impl Fn(Index) -> Option<Term>,
     ) -> Result<(), Violation> {
         self.observe_leader(node, term)?;
-        for (&index, &(entry, reported_by)) in self.committed.range(snapshot_index + 1..) {
+        // §5.4 promises committed entries to the leaders of *later* terms only: a very late vote can
+        // complete an election for an old term after a newer term has committed entries. So an entry is
+        // required when it is known committed in a term below this leader's (no false alarms), which still
+        // covers every entry committed before the election as the paper means it.
+        for (&index, &(entry, reported_by, known_in_term)) in self.committed.range(snapshot_index + 1..) {
+            if known_in_term >= term {
+                continue;
+            }
             if term_at(index) != Some(entry.term) {
                 return violation(
                     Check::LeaderCompleteness,
@@ -171,11 +184,12 @@ impl SafetyChecker {
         Ok(())
     }
 
-    /// A node's commit index is now `commit_index`, and `entries` are the entries it newly considers
-    /// committed (from its own log).
+    /// A node in term `node_term` has commit index `commit_index`, and `entries` are the entries it newly
+    /// considers committed (from its own log).
     pub fn observe_commit(
         &mut self,
         node: NodeId,
+        node_term: Term,
         commit_index: Index,
         newly_committed: &[EntryDigest],
     ) -> Result<(), Violation> {
@@ -191,8 +205,8 @@ impl SafetyChecker {
         }
         record.commit_index = commit_index;
         for &entry in newly_committed {
-            match self.committed.get(&entry.index) {
-                Some(&(known, by)) if known != entry => {
+            match self.committed.get_mut(&entry.index) {
+                Some(&mut (known, by, _)) if known != entry => {
                     return violation(
                         Check::StateMachineSafety,
                         format!(
@@ -201,9 +215,9 @@ impl SafetyChecker {
                         ),
                     )
                 }
-                Some(_) => {}
+                Some((_, _, known_in_term)) => *known_in_term = (*known_in_term).min(node_term),
                 None => {
-                    self.committed.insert(entry.index, (entry, node));
+                    self.committed.insert(entry.index, (entry, node, node_term));
                 }
             }
         }
@@ -277,7 +291,7 @@ impl SafetyChecker {
 
     /// Every entry ever reported committed, in index order (for the final durability check).
     pub fn committed_entries(&self) -> impl Iterator<Item = EntryDigest> + '_ {
-        self.committed.values().map(|&(entry, _)| entry)
+        self.committed.values().map(|&(entry, _, _)| entry)
     }
 
     /// The highest term that had a leader, if any.
@@ -337,7 +351,7 @@ mod tests {
     #[test]
     fn leader_missing_a_committed_entry_breaks_leader_completeness() {
         let mut checker = SafetyChecker::new();
-        checker.observe_commit(1, 2, &[entry(1, 1, 10), entry(2, 1, 11)]).unwrap();
+        checker.observe_commit(1, 1, 2, &[entry(1, 1, 10), entry(2, 1, 11)]).unwrap();
         let log = [1, 1];
         checker.observe_new_leader_log(2, 2, 0, |i| log.get(i as usize - 1).copied()).unwrap();
         let short_log = [1];
@@ -348,23 +362,33 @@ mod tests {
         checker.observe_new_leader_log(3, 4, 2, |_| None).unwrap();
     }
 
+    /// Seeds 120 and 159: votes delivered very late complete an election for term 2 after term 3 has
+    /// committed an entry. Legal in Raft (§5.4 speaks of later terms only), so no alarm.
+    #[test]
+    fn a_late_election_for_an_old_term_need_not_hold_newer_commits() {
+        let mut checker = SafetyChecker::new();
+        checker.observe_commit(3, 3, 1, &[entry(1, 3, 10)]).unwrap();
+        checker.observe_new_leader_log(1, 2, 0, |_| None).unwrap();
+        assert!(checker.observe_new_leader_log(1, 4, 0, |_| None).is_err(), "but term 4 must hold it");
+    }
+
     #[test]
     fn different_commits_or_applies_at_one_index_break_state_machine_safety() {
         let mut checker = SafetyChecker::new();
-        checker.observe_commit(1, 1, &[entry(1, 1, 10)]).unwrap();
+        checker.observe_commit(1, 1, 1, &[entry(1, 1, 10)]).unwrap();
         assert_eq!(
             checker.observe_commit(2, 1, &[entry(1, 2, 20)]).unwrap_err().check,
             Check::StateMachineSafety
         );
         checker.observe_apply(1, 1, 10).unwrap();
-        checker.observe_commit(3, 1, &[entry(1, 1, 10)]).unwrap();
+        checker.observe_commit(3, 1, 1, &[entry(1, 1, 10)]).unwrap();
         assert_eq!(checker.observe_apply(3, 1, 77).unwrap_err().check, Check::StateMachineSafety);
     }
 
     #[test]
     fn applying_out_of_order_or_past_commit_is_caught() {
         let mut checker = SafetyChecker::new();
-        checker.observe_commit(1, 1, &[entry(1, 1, 10)]).unwrap();
+        checker.observe_commit(1, 1, 1, &[entry(1, 1, 10)]).unwrap();
         assert!(checker.observe_apply(1, 2, 11).is_err(), "skipped index 1");
         checker.observe_apply(1, 1, 10).unwrap();
         assert!(checker.observe_apply(1, 2, 11).is_err(), "index 2 is not committed");
@@ -373,10 +397,10 @@ mod tests {
     #[test]
     fn commit_index_going_back_is_caught_but_a_restart_starts_a_new_life() {
         let mut checker = SafetyChecker::new();
-        checker.observe_commit(1, 5, &[]).unwrap();
-        assert_eq!(checker.observe_commit(1, 4, &[]).unwrap_err().check, Check::CommitMonotonic);
+        checker.observe_commit(1, 1, 5, &[]).unwrap();
+        assert_eq!(checker.observe_commit(1, 1, 4, &[]).unwrap_err().check, Check::CommitMonotonic);
         checker.observe_restart(1, 0, None, 0, 0).unwrap();
-        checker.observe_commit(1, 4, &[]).unwrap();
+        checker.observe_commit(1, 1, 4, &[]).unwrap();
     }
 
     #[test]

@@ -49,8 +49,14 @@ pub struct HistoryOp {
     pub key: String,
     pub operation: Operation,
     pub invoked_at: TimeUs,
+    /// The node the operation was sent to.
+    pub node: NodeId,
     /// `None` while pending; a pending operation at the end of a run counts as `Info`.
     pub completion: Option<(TimeUs, Outcome)>,
+    /// Positions of the invocation and completion among all client events of the run: the exact
+    /// real-time order, even for events at the same simulated instant.
+    pub invoke_sequence: u64,
+    pub completion_sequence: Option<u64>,
 }
 
 /// A client's current state.
@@ -61,8 +67,6 @@ pub struct Client {
     pub process: u64,
     /// Index into `Workload::history` of the operation in flight.
     pub pending: Option<usize>,
-    /// Node the pending operation was sent to.
-    pub node: NodeId,
     pub next_op_at: TimeUs,
     pub deadline: TimeUs,
 }
@@ -77,6 +81,9 @@ pub struct Workload {
     next_value: u64,
     timeout_us: TimeUs,
     think_time_us: TimeUs,
+    next_sequence: u64,
+    /// Set at the end of a run: no operation starts any more.
+    stopped: bool,
 }
 
 impl Workload {
@@ -84,7 +91,7 @@ impl Workload {
     /// `timeout_us`.
     pub fn new(rng: ChaCha8Rng, client_count: usize, timeout_us: TimeUs, think_time_us: TimeUs) -> Self {
         let clients = (0..client_count)
-            .map(|id| Client { id, process: id as u64, pending: None, node: 0, next_op_at: 0, deadline: 0 })
+            .map(|id| Client { id, process: id as u64, pending: None, next_op_at: 0, deadline: 0 })
             .collect();
         Workload {
             rng,
@@ -95,12 +102,18 @@ impl Workload {
             next_value: 0,
             timeout_us,
             think_time_us,
+            stopped: false,
+            next_sequence: 0,
         }
     }
 
     /// The next instant at which some client wants to act (invoke or give up).
     pub fn next_event_at(&self) -> Option<TimeUs> {
-        self.clients.iter().map(|c| if c.pending.is_some() { c.deadline } else { c.next_op_at }).min()
+        self.clients
+            .iter()
+            .map(|c| if c.pending.is_some() { c.deadline } else { c.next_op_at })
+            .filter(|&at| at != TimeUs::MAX)
+            .min()
     }
 
     /// Starts a new operation for every idle client whose think time is over. Returns `(client, history
@@ -121,8 +134,12 @@ impl Workload {
                 key,
                 operation,
                 invoked_at: now,
+                node: 0,
                 completion: None,
+                invoke_sequence: self.next_sequence,
+                completion_sequence: None,
             });
+            self.next_sequence += 1;
             let state = &mut self.clients[client];
             state.pending = Some(index);
             state.deadline = now + self.timeout_us;
@@ -157,8 +174,11 @@ impl Workload {
             return false;
         };
         client.pending = None;
-        client.next_op_at = now + self.rng.gen_range(0..=self.think_time_us);
+        client.next_op_at =
+            if self.stopped { TimeUs::MAX } else { now + self.rng.gen_range(0..=self.think_time_us) };
         self.history[history_index].completion = Some((now, outcome));
+        self.history[history_index].completion_sequence = Some(self.next_sequence);
+        self.next_sequence += 1;
         true
     }
 
@@ -169,10 +189,12 @@ impl Workload {
         for client in &mut self.clients {
             let Some(index) = client.pending.filter(|_| client.deadline <= now) else { continue };
             self.history[index].completion = Some((now, Outcome::Info));
+            self.history[index].completion_sequence = Some(self.next_sequence);
+            self.next_sequence += 1;
             client.pending = None;
             client.process = self.next_process;
             self.next_process += 1;
-            client.next_op_at = now;
+            client.next_op_at = if self.stopped { TimeUs::MAX } else { now };
             timed_out.push(index);
         }
         timed_out
@@ -185,6 +207,7 @@ impl Workload {
 
     /// Stops new operations from starting (the end of a run): idle clients think forever.
     pub fn stop_invoking(&mut self) {
+        self.stopped = true;
         for client in &mut self.clients {
             client.next_op_at = TimeUs::MAX;
         }
@@ -229,6 +252,18 @@ mod tests {
         assert!(!workload.complete(first, 1_001, Outcome::Ok(None)), "a late reply is ignored");
         let (_, second) = workload.invoke_due(1_000)[0];
         assert_ne!(workload.history[second].process, workload.history[first].process);
+    }
+
+    #[test]
+    fn once_stopped_no_client_starts_another_operation() {
+        let mut workload = Workload::new(derive_rng(4, "clients", 0), 3, 1_000, 0);
+        let started = workload.invoke_due(0);
+        workload.stop_invoking();
+        workload.complete(started[0].1, 5, Outcome::Ok(None));
+        workload.time_out_due(1_000);
+        assert!(workload.invoke_due(10_000).is_empty());
+        assert!(workload.is_quiet());
+        assert_eq!(workload.next_event_at(), None);
     }
 
     #[test]

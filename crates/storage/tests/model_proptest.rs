@@ -70,7 +70,8 @@ impl Model {
 
     /// The batch `write` would persist for appending `count` entries from `first` in term `term`.
     fn batch(&self, first: u64, count: u64, term: u64) -> (Option<HardState>, Vec<Entry>) {
-        let hard_state = (term > self.hard_state.term).then_some(HardState { term, vote: None, ..self.hard_state });
+        let hard_state =
+            (term > self.hard_state.term).then_some(HardState { term, vote: None, ..self.hard_state });
         (hard_state, entries(first..=first + count - 1, term))
     }
 
@@ -115,7 +116,8 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Roll => storage.roll_segment(),
             Op::Snapshot { percent } => {
-                let index = model.snapshot_index + (model.last_index() - model.snapshot_index) * percent / 100;
+                let index =
+                    model.snapshot_index + (model.last_index() - model.snapshot_index) * percent / 100;
                 if index > model.snapshot_index {
                     let term = model.log[index as usize - 1].term;
                     let meta = SnapshotMeta { index, term, configuration: Configuration::with_voters([1]) };
