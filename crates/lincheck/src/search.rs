@@ -321,7 +321,8 @@ impl<'h> Search<'h> {
                 info: is_info,
                 blind: matches!(op.call, Call::Write(_)),
                 invoked_at: op.invoked_at,
-                completed_at: op.completed_at.unwrap_or(u64::MAX),
+                // An indeterminate op's return is +inf: it may take effect however late.
+                completed_at: if is_info { u64::MAX } else { op.completed_at.unwrap_or(u64::MAX) },
                 step,
                 twin_before,
             });
