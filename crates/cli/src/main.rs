@@ -1,6 +1,8 @@
 //! `raftkv`: one thin binary. Parse flags into a validated config, build the pieces, run, and map errors to
 //! an exit code and one clear line on stderr. Each subcommand lives in its own crate; this file only wires.
 
+mod check;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,14 @@ struct Cli {
 enum Command {
     /// Print the version and what this build contains.
     Version,
+    /// Check a Jepsen-style EDN history for linearizability: exit 0 linearizable, 1 not, 2 undecided
+    /// within the search budget, 3 unreadable input or bad arguments. See `raftkv check --help`.
+    // The flags are parsed in check.rs so that a usage error exits 3, never clap's 2 ("undecided").
+    #[command(disable_help_flag = true)]
+    Check {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,5 +39,6 @@ fn main() -> ExitCode {
             println!("raftkv {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Check { args } => check::run(args),
     }
 }

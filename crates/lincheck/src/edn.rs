@@ -160,11 +160,7 @@ impl Parser<'_> {
         let start = self.at;
         let token = self.token();
         let bytes = token.as_bytes();
-        let starts_number = match bytes {
-            [b'0'..=b'9', ..] => true,
-            [b'+' | b'-', b'0'..=b'9', ..] => true,
-            _ => false,
-        };
+        let starts_number = matches!(bytes, [b'0'..=b'9', ..] | [b'+' | b'-', b'0'..=b'9', ..]);
         if starts_number {
             let integer = token.strip_suffix('N').unwrap_or(&token);
             return Ok(match canonical_integer(integer) {
@@ -218,8 +214,9 @@ impl Parser<'_> {
                         b'f' => bytes.push(12),
                         b'u' => {
                             let hex = self.input.get(self.at..self.at + 4).unwrap_or_default();
-                            let code = (hex.len() == 4 && hex.iter().all(u8::is_ascii_hexdigit))
-                                .then(|| hex.iter().fold(0, |n, &h| n * 16 + (h as char).to_digit(16).unwrap_or(0)));
+                            let code = (hex.len() == 4 && hex.iter().all(u8::is_ascii_hexdigit)).then(|| {
+                                hex.iter().fold(0, |n, &h| n * 16 + (h as char).to_digit(16).unwrap_or(0))
+                            });
                             let Some(c) = code.and_then(char::from_u32) else {
                                 return Err(self.error("bad \\u escape"));
                             };
@@ -233,7 +230,8 @@ impl Parser<'_> {
                 _ => bytes.push(b),
             }
         }
-        String::from_utf8(bytes).map_err(|_| SyntaxError { column: open + 1, reason: "string is not UTF-8".into() })
+        String::from_utf8(bytes)
+            .map_err(|_| SyntaxError { column: open + 1, reason: "string is not UTF-8".into() })
     }
 
     fn seq(&mut self, close: u8, depth: usize) -> Result<Vec<Edn>, SyntaxError> {
@@ -316,7 +314,9 @@ mod tests {
 
     #[test]
     fn reads_every_kind_of_form() {
-        let form = one(r#"[nil true -007 12N 1.5e3 "a\"\u00e9" :k sym \c \space (1) #{2} {3 4} #inst "x" #_ 9 ##Inf]"#);
+        let form = one(
+            r#"[nil true -007 12N 1.5e3 "a\"\u00e9" :k sym \c \space (1) #{2} {3 4} #inst "x" #_ 9 ##Inf]"#,
+        );
         let Edn::Vector(items) = form else { panic!("not a vector") };
         assert_eq!(items[0], Edn::Nil);
         assert_eq!(items[2], Edn::Int("-7".into()));
@@ -328,7 +328,9 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_edn() {
-        for bad in ["{:a}", "[1 2", "\"open", "{:a 1} {:b 2}", ")", "1x", ":", "#", "#_", "\"\\q\"", "\"\\u12\""] {
+        for bad in
+            ["{:a}", "[1 2", "\"open", "{:a 1} {:b 2}", ")", "1x", ":", "#", "#_", "\"\\q\"", "\"\\u12\""]
+        {
             assert!(parse(bad.as_bytes()).is_err(), "{bad} should be refused");
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);

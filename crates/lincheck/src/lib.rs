@@ -35,7 +35,7 @@ mod search;
 use std::collections::BTreeMap;
 
 pub use history::{show, Call, History, HistoryError, Op, OpId, Outcome, Value};
-pub use reader::{read_history, parse_line, Event, EventKind, ReadError, ReadHistory, Span, MAX_LINE_BYTES};
+pub use reader::{parse_line, read_history, Event, EventKind, ReadError, ReadHistory, Span, MAX_LINE_BYTES};
 pub use search::{KeyResult, Reason, Violation, PROGRESS_EVERY_STATES};
 
 /// The default search budget, in explored states per key. Porcupine's histories (50 clients) need a few
@@ -65,7 +65,10 @@ pub enum Verdict {
     NotLinearizable(Violation),
     /// No key is known to be wrong, but the search for `key` (the first such key) explored `budget`
     /// states without an answer.
-    Undecided { key: String, budget: u64 },
+    Undecided {
+        key: String,
+        budget: u64,
+    },
 }
 
 /// What the search did for one key.
@@ -90,10 +93,22 @@ pub struct Report {
 #[derive(Clone, Copy, Debug)]
 pub enum Progress<'a> {
     /// Starting key number `index` (from 0) of `keys`.
-    KeyStarted { key: &'a str, index: usize, keys: usize, ops: usize },
+    KeyStarted {
+        key: &'a str,
+        index: usize,
+        keys: usize,
+        ops: usize,
+    },
     /// Still searching `key`; `states` explored so far.
-    Searching { key: &'a str, states: u64 },
-    KeyDone { key: &'a str, states: u64, result: &'a KeyResult },
+    Searching {
+        key: &'a str,
+        states: u64,
+    },
+    KeyDone {
+        key: &'a str,
+        states: u64,
+        result: &'a KeyResult,
+    },
 }
 
 /// Checks `history` with `options`.
@@ -102,7 +117,11 @@ pub fn check(history: &History, options: &Options) -> Report {
 }
 
 /// Checks `history`, telling `progress` what it is doing.
-pub fn check_with_progress(history: &History, options: &Options, progress: &mut dyn FnMut(Progress)) -> Report {
+pub fn check_with_progress(
+    history: &History,
+    options: &Options,
+    progress: &mut dyn FnMut(Progress),
+) -> Report {
     let mut by_key: BTreeMap<&str, Vec<OpId>> = BTreeMap::new();
     for (id, op) in history.ops().iter().enumerate() {
         by_key.entry(op.key.as_str()).or_default().push(id);
@@ -123,7 +142,12 @@ pub fn check_with_progress(history: &History, options: &Options, progress: &mut 
             }
             KeyResult::NotLinearizable(violation) => Some(Verdict::NotLinearizable(violation.clone())),
         };
-        keys.push(KeyReport { key: key.to_string(), ops: ids.len(), states_explored: search.explored(), result });
+        keys.push(KeyReport {
+            key: key.to_string(),
+            ops: ids.len(),
+            states_explored: search.explored(),
+            result,
+        });
         if let Some(verdict) = verdict {
             return Report { verdict, keys };
         }

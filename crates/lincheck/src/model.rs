@@ -106,8 +106,10 @@ mod tests {
         assert_eq!(canonical_integer("+007").as_deref(), Some("7"));
         assert_eq!(canonical_integer("-0").as_deref(), Some("0"));
         assert_eq!(canonical_integer("-12").as_deref(), Some("-12"));
-        assert_eq!(canonical_integer("123456789012345678901234567890").as_deref(),
-            Some("123456789012345678901234567890"));
+        assert_eq!(
+            canonical_integer("123456789012345678901234567890").as_deref(),
+            Some("123456789012345678901234567890")
+        );
         assert_eq!(canonical_integer("1.5"), None);
         assert_eq!(canonical_integer("-"), None);
         assert_eq!(canonical_integer(""), None);

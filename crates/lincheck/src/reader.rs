@@ -87,14 +87,19 @@ pub fn read_history(mut input: impl BufRead) -> Result<ReadHistory, ReadError> {
         let history = &mut out.history;
         match event.kind {
             EventKind::Invoke(call) => {
-                let id = history.invoke(event.process, event.key, call).map_err(|e| fail(explain(e, &out.spans)))?;
+                let id = history
+                    .invoke(event.process, event.key, call)
+                    .map_err(|e| fail(explain(e, &out.spans)))?;
                 debug_assert_eq!(id, out.spans.len());
                 out.spans.push(Span { invoke_line: line, complete_line: None });
                 open_f.insert(event.process, event.f);
             }
             kind => {
                 let Some(id) = history.open_op(event.process) else {
-                    return Err(fail(explain(HistoryError::NothingOpen { process: event.process }, &out.spans)));
+                    return Err(fail(explain(
+                        HistoryError::NothingOpen { process: event.process },
+                        &out.spans,
+                    )));
                 };
                 let invoked_f = open_f.remove(&event.process).unwrap_or_default();
                 let invoke_line = out.spans[id].invoke_line;
@@ -169,11 +174,14 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Event>, String> {
     let form = edn::parse(line).map_err(|e| format!("column {}: {}", e.column, e.reason))?;
     let Some(form) = form else { return Ok(None) };
     let Edn::Map(pairs) = form else { return Err(format!("expected a map, found {}", form.kind())) };
-    let field = |name: &str| pairs.iter().find(|(k, _)| matches!(k, Edn::Keyword(n) if n == name)).map(|(_, v)| v);
+    let field =
+        |name: &str| pairs.iter().find(|(k, _)| matches!(k, Edn::Keyword(n) if n == name)).map(|(_, v)| v);
 
     let process = match field("process") {
         None => return Err("missing :process".into()),
-        Some(Edn::Int(digits)) => digits.parse::<i64>().map_err(|_| format!(":process {digits} is too large"))?,
+        Some(Edn::Int(digits)) => {
+            digits.parse::<i64>().map_err(|_| format!(":process {digits} is too large"))?
+        }
         Some(_) => return Ok(None),
     };
     let kind = match field("type") {
@@ -193,7 +201,10 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Event>, String> {
         Some(Edn::Str(key)) => key.clone(),
         Some(Edn::Int(key)) => key.clone(),
         Some(many @ (Edn::Vector(_) | Edn::List(_) | Edn::Set(_) | Edn::Map(_))) => {
-            return Err(format!("multi-key operation (:key is {}); only single-key operations are checked", many.kind()))
+            return Err(format!(
+                "multi-key operation (:key is {}); only single-key operations are checked",
+                many.kind()
+            ))
         }
         Some(other) => return Err(format!(":key must be a string or integer, found {}", other.kind())),
         None => return Err("missing :key".into()),
@@ -228,7 +239,9 @@ fn call(f: &str, value: &Edn) -> Result<Call, String> {
                 expected: register_value(&pair[0]).map_err(wrong)?,
                 new: register_value(&pair[1]).map_err(wrong)?,
             },
-            other => return Err(format!(":cas :value must be a vector [expected new], found {}", other.kind())),
+            other => {
+                return Err(format!(":cas :value must be a vector [expected new], found {}", other.kind()))
+            }
         },
     })
 }
@@ -241,4 +254,3 @@ fn register_value(value: &Edn) -> Result<Value, String> {
         other => Err(format!("must be a string, integer or nil, found {}", other.kind())),
     }
 }
-

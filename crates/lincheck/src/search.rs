@@ -39,7 +39,7 @@ const NIL: u32 = u32::MAX;
 /// Sentinel heads of the two lists.
 const MAIN_HEAD: u32 = 0;
 const INFO_HEAD: u32 = 1;
-/// How often (in explored states) the search reports progress.
+/// How often (in explored states, a power of two) the search reports progress.
 pub const PROGRESS_EVERY_STATES: u64 = 1 << 20;
 
 /// How the search for one key ended.
@@ -62,7 +62,7 @@ pub struct Violation {
     pub linearized: Vec<OpId>,
     /// The value after `linearized`.
     pub value: Value,
-    /// The operations that cannot be ordered (see [`Reason`]), in order of invocation.
+    /// The operations that cannot be ordered, in the order [`Reason`] describes.
     pub stuck: Vec<OpId>,
 }
 
@@ -72,8 +72,8 @@ pub enum Reason {
     /// build on is followed, entirely before the read began, by the write `stuck[1]`. `stuck[2]`, when
     /// present, is the latest of the writes it could have built on.
     StaleRead,
-    /// After `linearized`, none of `stuck` (the completed operations that may come next in real time)
-    /// can take effect on `value`, however the search ordered the operations before them.
+    /// After `linearized`, none of `stuck` (the completed operations that may come next in real time, in
+    /// order of invocation) can take effect on `value`, however the search ordered the operations before.
     NothingFits,
 }
 
@@ -103,9 +103,16 @@ struct KeyOp {
 /// The model step with interned values, so that the common steps are integer comparisons.
 enum Step {
     /// A read that must see this value.
-    Read { seen: u32 },
-    Write { to: u32 },
-    Cas { expected: u32, to: u32 },
+    Read {
+        seen: u32,
+    },
+    Write {
+        to: u32,
+    },
+    Cas {
+        expected: u32,
+        to: u32,
+    },
     /// Append and incr: computed by the model once per (value, op) and remembered.
     Computed,
 }
@@ -501,10 +508,14 @@ impl<'h> Search<'h> {
             return None;
         }
         self.explored += 1;
-        if self.explored % PROGRESS_EVERY_STATES == 0 {
+        if self.explored & (PROGRESS_EVERY_STATES - 1) == 0 {
             progress(self.explored);
         }
-        self.stack.push(Frame { op: k, prev_state: self.state, prev_flag: self.flag, prev_low,
+        self.stack.push(Frame {
+            op: k,
+            prev_state: self.state,
+            prev_flag: self.flag,
+            prev_low,
             prev_high,
             prev_next_mutator,
             barrier,
@@ -663,7 +674,9 @@ impl<'h> Search<'h> {
                         after.push_str(suffix);
                         Some(self.values.intern_str(&after))
                     }
-                    call => model::step(&self.values.value(state), call, result).map(|v| self.values.intern(&v)),
+                    call => {
+                        model::step(&self.values.value(state), call, result).map(|v| self.values.intern(&v))
+                    }
                 };
                 self.computed.insert((state, k), after);
                 after
@@ -677,7 +690,8 @@ impl<'h> Search<'h> {
         // The completed set is stored from the word of its lowest gap up to its highest member: below
         // that every bit is set, above it none is, so the tail identifies the set in a few words.
         let start_word = (self.low as usize) / 64;
-        let end_word = if self.high == NIL { start_word } else { ((self.high as usize) / 64 + 1).max(start_word) };
+        let end_word =
+            if self.high == NIL { start_word } else { ((self.high as usize) / 64 + 1).max(start_word) };
         let tail = &self.ok_bits[start_word..end_word];
         let hash = self.ok_hash ^ mix(u64::from(state) ^ 0x5bd1_e995_0000_0000);
         let memo = &mut self.memo;
@@ -748,7 +762,8 @@ impl<'h> Search<'h> {
             if overwriter.is_none() && self.value_is_prefix(initial, seen) {
                 continue;
             }
-            let invoked_in_time = self.mutators.partition_point(|&m| self.ops[m as usize].invoked_at < read_completed);
+            let invoked_in_time =
+                self.mutators.partition_point(|&m| self.ops[m as usize].invoked_at < read_completed);
             let mut source = None;
             let mut explained = false;
             for at in (0..invoked_in_time).rev() {
@@ -776,8 +791,8 @@ impl<'h> Search<'h> {
                 continue;
             }
             let overwriter = overwriter.expect("an unexplained read has an overwriter");
-            let mut stuck: Vec<OpId> = [Some(r), Some(overwriter), source].into_iter().flatten().map(|k| self.ops[k as usize].id).collect();
-            stuck[1..].sort_unstable();
+            let stuck = [Some(r), Some(overwriter), source].into_iter().flatten();
+            let stuck = stuck.map(|k| self.ops[k as usize].id).collect();
             return Some(KeyResult::NotLinearizable(Violation {
                 key: self.history[self.ops[0].id].key.clone(),
                 reason: Reason::StaleRead,
@@ -800,7 +815,8 @@ impl<'h> Search<'h> {
         };
         let pending = (0..self.n_ok as usize).filter(|&k| !lifted[k]);
         let barrier = pending.clone().map(|k| self.ops[k].completed_at).min().unwrap_or(0);
-        let stuck = pending.filter(|&k| self.ops[k].invoked_at < barrier || self.ops[k].completed_at == barrier);
+        let stuck =
+            pending.filter(|&k| self.ops[k].invoked_at < barrier || self.ops[k].completed_at == barrier);
         KeyResult::NotLinearizable(Violation {
             key: self.history[self.ops[0].id].key.clone(),
             reason: Reason::NothingFits,

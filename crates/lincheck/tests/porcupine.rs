@@ -26,7 +26,9 @@ fn assert_linearizable(name: &str) {
 
 fn assert_not_linearizable(name: &str) {
     let (verdict, states) = verdict_of(name);
-    let Verdict::NotLinearizable(violation) = verdict else { panic!("{name}: expected a violation, got {verdict:?}") };
+    let Verdict::NotLinearizable(violation) = verdict else {
+        panic!("{name}: expected a violation, got {verdict:?}")
+    };
     assert!(!violation.stuck.is_empty(), "{name}: a violation names the ops that cannot be ordered");
     eprintln!("{name}: not linearizable on key {:?} after {states} states", violation.key);
 }

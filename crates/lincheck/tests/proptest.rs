@@ -194,7 +194,8 @@ fn brute_force(history: &History) -> bool {
 /// A small random history: op intervals drawn at random, results drawn at random (mostly wrong).
 fn random_history() -> impl Strategy<Value = History> {
     let result = prop::option::of(prop::sample::select(vec!["a", "b", "1", "2", "x", "xy", "yx", "ax"]));
-    let op = (planned(), 0..20u64, 1..20u64, prop_oneof![5 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)], result);
+    let op =
+        (planned(), 0..20u64, 1..20u64, prop_oneof![5 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)], result);
     prop::collection::vec(op, 1..9).prop_map(|ops| {
         let mut events: Vec<(u64, bool, usize)> = Vec::new();
         for (i, (_, start, length, _, _)) in ops.iter().enumerate() {

@@ -110,20 +110,35 @@ fn missing_and_malformed_fields() {
     assert_unreadable(r#"{:process 0, :type :invoke, :key "k"}"#, 1, "missing :f");
     assert_unreadable(r#"{:process 0, :type :invoke, :f :read}"#, 1, "missing :key");
     assert_unreadable(r#"{:process 0, :type :invoke, :f :cas, :key "k", :value "a"}"#, 1, "[expected new]");
-    assert_unreadable(r#"{:process 0, :type :invoke, :f :cas, :key "k", :value [1 2 3]}"#, 1, "[expected new]");
+    assert_unreadable(
+        r#"{:process 0, :type :invoke, :f :cas, :key "k", :value [1 2 3]}"#,
+        1,
+        "[expected new]",
+    );
     assert_unreadable(r#"{:process 0, :type :invoke, :f :append, :key "k", :value nil}"#, 1, "append");
     assert_unreadable(r#"{:process 0, :type :invoke, :f :write, :key "k", :value 1.5}"#, 1, "non-integer");
     assert_unreadable(
-        &format!("{}\n{}", r#"{:process 0, :type :invoke, :f :read, :key "k"}"#, r#"{:process 0, :type :ok, :f :read, :key "k", :value [1]}"#),
+        &format!(
+            "{}\n{}",
+            r#"{:process 0, :type :invoke, :f :read, :key "k"}"#,
+            r#"{:process 0, :type :ok, :f :read, :key "k", :value [1]}"#
+        ),
         2,
         "must be a string, integer or nil",
     );
-    assert_unreadable(r#"{:process 99999999999999999999, :type :invoke, :f :read, :key "k"}"#, 1, "too large");
+    assert_unreadable(
+        r#"{:process 99999999999999999999, :type :invoke, :f :read, :key "k"}"#,
+        1,
+        "too large",
+    );
 }
 
 #[test]
 fn overlong_line_is_refused_without_reading_it_all() {
-    let long = format!("{INVOKE}\n{{:process 1, :type :invoke, :f :write, :key \"k\", :value \"{}\"}}\n", "x".repeat(MAX_LINE_BYTES));
+    let long = format!(
+        "{INVOKE}\n{{:process 1, :type :invoke, :f :write, :key \"k\", :value \"{}\"}}\n",
+        "x".repeat(MAX_LINE_BYTES)
+    );
     assert_unreadable(&long, 2, "longer than");
 }
 
