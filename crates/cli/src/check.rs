@@ -123,23 +123,28 @@ fn report_progress(progress: Progress, started: Instant) {
 fn print_violation(violation: &Violation, read: &ReadHistory) {
     println!("key {:?}: {}", violation.key, violation.reason);
     match violation.reason {
+        Reason::NeverWritten => {
+            println!("  this read cannot be ordered anywhere:");
+        }
         Reason::StaleRead => {
             println!(
-                "  these operations cannot be ordered (the read, the write that overwrote its value before"
+                "  these operations cannot be ordered: the read, a write that replaced the value before the"
             );
-            println!("  it began, and the latest write it could have read from):");
+            println!(
+                "  read began, and the latest write the read could have built on (none: the initial value):"
+            );
         }
         Reason::NothingFits => {
             let n = violation.linearized.len();
             let value = cut(&lincheck::show(&violation.value));
             if n == 0 {
-                println!("  the value starts as {value}, and none of these operations can come first:");
+                println!("  the value starts as {value}, and these operations cannot follow it:");
             } else {
                 println!("  the longest order found has {n} operations; the last ones are:");
                 for &id in &violation.linearized[n.saturating_sub(5)..] {
                     println!("    {}", describe(read, id));
                 }
-                println!("  leaving the value {value}, and none of these operations can come next:");
+                println!("  leaving the value {value}, and these operations cannot follow it:");
             }
         }
     }

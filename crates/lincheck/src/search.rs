@@ -39,6 +39,9 @@ const NIL: u32 = u32::MAX;
 /// Sentinel heads of the two lists.
 const MAIN_HEAD: u32 = 0;
 const INFO_HEAD: u32 = 1;
+/// How far `read_that_cannot_follow` looks ahead: this many reads, within this many list entries.
+const LOOKAHEAD_READS: u32 = 16;
+const LOOKAHEAD_ENTRIES: u32 = 1024;
 /// How often (in explored states, a power of two) the search reports progress.
 pub const PROGRESS_EVERY_STATES: u64 = 1 << 20;
 
@@ -70,10 +73,15 @@ pub struct Violation {
 pub enum Reason {
     /// `stuck[0]` is a read whose value no write can explain: every write (or the initial value) it could
     /// build on is followed, entirely before the read began, by the write `stuck[1]`. `stuck[2]`, when
-    /// present, is the latest of the writes it could have built on.
+    /// present, is the latest of the writes it could have built on (absent when that is the initial
+    /// value).
     StaleRead,
-    /// After `linearized`, none of `stuck` (the completed operations that may come next in real time, in
-    /// order of invocation) can take effect on `value`, however the search ordered the operations before.
+    /// `stuck[0]` is a read of a value that neither the initial value nor any write, cas or incr invoked
+    /// before the read returned can have started.
+    NeverWritten,
+    /// After `linearized` (the longest order found), the operations in `stuck` cannot be ordered: either
+    /// they are the completed operations that may come next in real time, none of which fits `value`, or
+    /// `stuck` is one read whose value nothing still to come can turn `value` into.
     NothingFits,
 }
 
@@ -81,7 +89,8 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Reason::StaleRead => "a read returns a value that was already overwritten before it began",
-            Reason::NothingFits => "no operation can come next after the longest order found",
+            Reason::NeverWritten => "a read returns a value that nothing before it can have written",
+            Reason::NothingFits => "the operations below cannot follow the longest order found",
         })
     }
 }
@@ -249,6 +258,49 @@ impl Values {
     }
 }
 
+/// Drops the indeterminate ops that no completed op can have observed, which changes no verdict.
+///
+/// Suppose an order uses such an op `i`, and take it out. Only the ops after `i` and before the next
+/// write, cas or incr see a different value. None of them is a read (it would have seen `i`'s effect:
+/// `i`'s appended text inside its value, or `i`'s written value at its start), nor a cas (its expected
+/// value would show the same), nor an incr (keys with incrs are left alone). What remains there are
+/// appends and blind writes, which succeed on any value, so the order without `i` is legal too. Without
+/// this, every timed-out append that never happened stays a candidate at every later step, and the
+/// search tries every subset of them in every order wherever it has to back up.
+fn drop_unobservable(history: &[Op], ok: &[OpId], info: Vec<OpId>) -> Vec<OpId> {
+    // What completed reads and all cas ops (a cas observes the value it matches) saw, with the time after
+    // which they can no longer observe anything: their return, or +inf for an indeterminate op.
+    let mut seen: Vec<(u64, &str)> = Vec::new();
+    for &id in ok.iter().chain(&info) {
+        let op = &history[id];
+        let until = match op.outcome {
+            Outcome::Ok(_) => op.completed_at.unwrap_or(u64::MAX),
+            _ => u64::MAX,
+        };
+        match (&op.call, &op.outcome) {
+            (Call::Incr, _) => return info,
+            (Call::Read, Outcome::Ok(Some(value))) | (Call::Cas { expected: Some(value), .. }, _) => {
+                seen.push((until, value))
+            }
+            _ => {}
+        }
+    }
+    info.into_iter()
+        .filter(|&id| {
+            let op = &history[id];
+            // Only an op that completed after `op` was invoked can have observed it.
+            let mut later = seen.iter().filter(|&&(completed_at, _)| completed_at > op.invoked_at);
+            match &op.call {
+                Call::Append(suffix) => later.any(|&(_, value)| value.contains(suffix.as_str())),
+                Call::Write(Some(value)) | Call::Cas { new: Some(value), .. } => {
+                    later.any(|&(_, seen)| seen.starts_with(value.as_str()))
+                }
+                _ => true,
+            }
+        })
+        .collect()
+}
+
 /// The search state for one key.
 pub struct Search<'h> {
     history: &'h [Op],
@@ -280,6 +332,8 @@ pub struct Search<'h> {
     /// The longest order found (most completed ops lifted) and the value after it, for the report.
     best: (Vec<u32>, u32),
     best_ok: u32,
+    /// The read that the look ahead found could never follow `best`, if that is why the search backed up.
+    best_blocker: Option<u32>,
     /// Ops that may change the value other than by appending (write, cas, incr; completed or not), in
     /// order of invocation, and the position in it of the first one not lifted.
     mutators: Vec<u32>,
@@ -304,6 +358,7 @@ impl<'h> Search<'h> {
                 (Outcome::Info, _) => info.push(id),
             }
         }
+        let info = drop_unobservable(history, &ok, info);
         let n_ok = u32::try_from(ok.len()).expect("fewer than 2^32 ops per key");
         let mut ops: Vec<KeyOp> = Vec::with_capacity(ok.len() + info.len());
         let mut last_twin: HashMap<&Call, u32> = HashMap::new();
@@ -369,6 +424,7 @@ impl<'h> Search<'h> {
             explored: 0,
             best: (Vec::new(), initial_state),
             best_ok: 0,
+            best_blocker: None,
             mutators: Vec::new(),
             next_mutator: 0,
             is_prefix: FxMap::default(),
@@ -534,6 +590,7 @@ impl<'h> Search<'h> {
             if self.stack_ok_count() > self.best_ok {
                 self.best_ok = self.stack_ok_count();
                 self.best = (self.stack.iter().map(|f| f.op).collect(), self.state);
+                self.best_blocker = None;
             }
         }
         Some(true)
@@ -541,25 +598,42 @@ impl<'h> Search<'h> {
 
     /// Where the scan goes after a lift: back to the head, unless the new configuration is a dead end.
     fn after_lift(&mut self) -> Cursor {
-        if self.reads_cannot_follow() {
+        if let Some(read) = self.read_that_cannot_follow() {
+            // For the report, an order that is known to be blocked by a read beats one of the same length
+            // that is not: "this read cannot follow" says more than "nothing fits next".
+            let ok_count = self.stack_ok_count();
+            if ok_count > self.best_ok || (ok_count == self.best_ok && self.best_blocker.is_none()) {
+                self.best_ok = ok_count;
+                self.best = (self.stack.iter().map(|f| f.op).collect(), self.state);
+                self.best_blocker = Some(read);
+            }
             return self.backtrack().expect("a lift was just pushed");
         }
         Cursor::Main(self.next[MAIN_HEAD as usize])
     }
 
-    /// A cheap look ahead for append workloads. Between now and a read, the value changes only by
-    /// appends, or is replaced by a write, cas or incr not yet lifted that was invoked before the read
-    /// returned. So a read that could come next must see either the current value or a value such an op
-    /// can set, followed by appends: when one sees neither, no order can follow from here. (Porcupine's
-    /// histories read long append chains; without this the search tries every order of concurrent
-    /// appends before it learns that a read rules them all out.)
-    fn reads_cannot_follow(&mut self) -> bool {
+    /// A cheap look ahead for append workloads. Between now and any read not yet lifted, the value changes
+    /// only by appends, or is replaced by a write, cas or incr not yet lifted that was invoked before the
+    /// read returned. So such a read must see either the current value or a value such an op can set,
+    /// followed by appends: when one sees neither, no order can follow from here. The look ahead covers
+    /// the next [`LOOKAHEAD_READS`] reads within [`LOOKAHEAD_ENTRIES`] list entries, in and beyond the
+    /// reads that could come next. (Porcupine's histories read long append chains, and a timed-out
+    /// append that never happened would otherwise be tried, and explored, at every step.)
+    fn read_that_cannot_follow(&mut self) -> Option<u32> {
         let mut node = self.next[MAIN_HEAD as usize];
-        while node != NIL && self.node_is_call[node as usize] {
-            let read = &self.ops[self.node_op[node as usize] as usize];
+        let (mut reads, mut entries) = (0, 0);
+        while node != NIL && reads < LOOKAHEAD_READS && entries < LOOKAHEAD_ENTRIES {
+            entries += 1;
+            let is_call = self.node_is_call[node as usize];
+            let k = self.node_op[node as usize];
+            let read = &self.ops[k as usize];
             node = self.next[node as usize];
+            if !is_call {
+                continue;
+            }
             let Step::Read { seen } = read.step else { continue };
             let returned_at = read.completed_at;
+            reads += 1;
             if self.value_is_prefix(self.state, seen) {
                 continue;
             }
@@ -581,10 +655,10 @@ impl<'h> Search<'h> {
                 }
             }
             if !replaced {
-                return true;
+                return Some(k);
             }
         }
-        false
+        None
     }
 
     fn value_is_prefix(&mut self, value: u32, of: u32) -> bool {
@@ -790,12 +864,18 @@ impl<'h> Search<'h> {
             if explained {
                 continue;
             }
-            let overwriter = overwriter.expect("an unexplained read has an overwriter");
-            let stuck = [Some(r), Some(overwriter), source].into_iter().flatten();
+            let from_initial = self.value_is_prefix(initial, seen);
+            let reason = match (overwriter, source) {
+                (Some(_), Some(_)) => Reason::StaleRead,
+                (Some(_), None) if from_initial => Reason::StaleRead,
+                _ => Reason::NeverWritten,
+            };
+            let overwriter = if reason == Reason::StaleRead { overwriter } else { None };
+            let stuck = [Some(r), overwriter, source].into_iter().flatten();
             let stuck = stuck.map(|k| self.ops[k as usize].id).collect();
             return Some(KeyResult::NotLinearizable(Violation {
                 key: self.history[self.ops[0].id].key.clone(),
-                reason: Reason::StaleRead,
+                reason,
                 linearized: Vec::new(),
                 value: self.values.value(initial),
                 stuck,
@@ -815,14 +895,18 @@ impl<'h> Search<'h> {
         };
         let pending = (0..self.n_ok as usize).filter(|&k| !lifted[k]);
         let barrier = pending.clone().map(|k| self.ops[k].completed_at).min().unwrap_or(0);
-        let stuck =
-            pending.filter(|&k| self.ops[k].invoked_at < barrier || self.ops[k].completed_at == barrier);
+        let stuck: Vec<usize> = match self.best_blocker {
+            Some(read) => vec![read as usize],
+            None => pending
+                .filter(|&k| self.ops[k].invoked_at < barrier || self.ops[k].completed_at == barrier)
+                .collect(),
+        };
         KeyResult::NotLinearizable(Violation {
             key: self.history[self.ops[0].id].key.clone(),
             reason: Reason::NothingFits,
             linearized: path.iter().map(|&k| self.ops[k as usize].id).collect(),
             value: self.values.value(*state),
-            stuck: stuck.map(|k| self.ops[k].id).collect(),
+            stuck: stuck.into_iter().map(|k| self.ops[k].id).collect(),
         })
     }
 }

@@ -152,7 +152,7 @@ fn with_result(history: &History, target: usize, value: Value) -> History {
 
 /// Every order of every subset of the indeterminate ops, plus all completed ones, that respects real
 /// time: is one of them a legal run of the register?
-fn brute_force(history: &History) -> bool {
+fn brute_force(history: &History, initial: &Value) -> bool {
     let ops: Vec<_> = history.ops().iter().filter(|op| op.outcome != Outcome::Fail).collect();
     let returns_at = |i: usize| match ops[i].outcome {
         Outcome::Ok(_) => ops[i].completed_at.unwrap_or(u64::MAX),
@@ -188,7 +188,7 @@ fn brute_force(history: &History) -> bool {
         }
         false
     }
-    search(&ops, &returns_at, &mut vec![false; ops.len()], &None)
+    search(&ops, &returns_at, &mut vec![false; ops.len()], initial)
 }
 
 /// A small random history: op intervals drawn at random, results drawn at random (mostly wrong).
@@ -250,9 +250,13 @@ proptest! {
     }
 
     #[test]
-    fn agrees_with_brute_force_on_small_histories(history in random_history()) {
-        let expected = brute_force(&history);
-        let verdict = check(&history, &Options::default()).verdict;
+    fn agrees_with_brute_force_on_small_histories(
+        history in random_history(),
+        initial in prop::option::of(prop::sample::select(vec!["", "a", "1"])),
+    ) {
+        let initial = initial.map(str::to_string);
+        let expected = brute_force(&history, &initial);
+        let verdict = check(&history, &Options { initial, ..Options::default() }).verdict;
         prop_assert_eq!(verdict == Verdict::Linearizable, expected, "{:?} for {:#?}", verdict, history.ops());
     }
 }
