@@ -1,6 +1,8 @@
 //! `raftkv`: one thin binary. Parse flags into a validated config, build the pieces, run, and map errors to
 //! an exit code and one clear line on stderr. Each subcommand lives in its own crate; this file only wires.
 
+mod check;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,14 @@ enum Command {
     Version,
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
     Sim(sim::SimArgs),
+    /// Check a Jepsen-style EDN history for linearizability: exit 0 linearizable, 1 not, 2 undecided
+    /// within the search budget, 3 unreadable input or bad arguments. See `raftkv check --help`.
+    // The flags are parsed in check.rs so that a usage error exits 3, never clap's 2 ("undecided").
+    #[command(disable_help_flag = true)]
+    Check {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,5 +44,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Sim(args) => sim::run(args),
+        Command::Check { args } => check::run(args),
     }
 }

@@ -160,11 +160,7 @@ impl Parser<'_> {
         let start = self.at;
         let token = self.token();
         let bytes = token.as_bytes();
-        let starts_number = match bytes {
-            [b'0'..=b'9', ..] => true,
-            [b'+' | b'-', b'0'..=b'9', ..] => true,
-            _ => false,
-        };
+        let starts_number = matches!(bytes, [b'0'..=b'9', ..] | [b'+' | b'-', b'0'..=b'9', ..]);
         if starts_number {
             let integer = token.strip_suffix('N').unwrap_or(&token);
             return Ok(match canonical_integer(integer) {

@@ -36,11 +36,11 @@ use std::collections::BTreeMap;
 
 pub use history::{show, Call, History, HistoryError, Op, OpId, Outcome, Value};
 pub use reader::{parse_line, read_history, Event, EventKind, ReadError, ReadHistory, Span, MAX_LINE_BYTES};
-pub use search::{KeyResult, PROGRESS_EVERY_STATES};
+pub use search::{KeyResult, Reason, Violation, PROGRESS_EVERY_STATES};
 
 /// The default search budget, in explored states per key. Porcupine's histories (50 clients) need a few
-/// thousand; memory grows by roughly 60 bytes per state for modest histories.
-pub const DEFAULT_BUDGET: u64 = 2_000_000;
+/// thousand per key; memory grows by roughly 100 to 250 bytes per state explored.
+pub const DEFAULT_BUDGET: u64 = 1_000_000;
 
 /// How to check a history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,20 +55,6 @@ impl Default for Options {
     fn default() -> Options {
         Options { initial: None, budget: DEFAULT_BUDGET }
     }
-}
-
-/// Why a history is not linearizable: on `key`, after the longest order the search could find, none of
-/// the operations that could come next fits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub key: String,
-    /// The longest order found (op ids in the history), completed and indeterminate ops alike.
-    pub linearized: Vec<OpId>,
-    /// The value after `linearized`.
-    pub value: Value,
-    /// The completed operations that could come next in real time; none of them fits `value`, so they
-    /// cannot be ordered.
-    pub stuck: Vec<OpId>,
 }
 
 /// The verdict on a whole history.
@@ -154,14 +140,7 @@ pub fn check_with_progress(
                 undecided.get_or_insert(Verdict::Undecided { key: key.to_string(), budget: options.budget });
                 None
             }
-            KeyResult::NotLinearizable { linearized, value, stuck } => {
-                Some(Verdict::NotLinearizable(Violation {
-                    key: key.to_string(),
-                    linearized: linearized.clone(),
-                    value: value.clone(),
-                    stuck: stuck.clone(),
-                }))
-            }
+            KeyResult::NotLinearizable(violation) => Some(Verdict::NotLinearizable(violation.clone())),
         };
         keys.push(KeyReport {
             key: key.to_string(),
