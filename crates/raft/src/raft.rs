@@ -553,12 +553,15 @@ impl Raft {
             || self.log.has_unstable()
             || self.applying < self.commit.min(self.log.persisted_index())
             || self.reads.has_output()
-            || (self.role == Role::Leader && self.has_appends_to_send())
+            || (self.role == Role::Leader && (self.has_appends_to_send() || self.reads.wants_round()))
     }
 
     /// Collects the work for the caller. See [`Ready`] for the order in which to do it.
     pub fn ready(&mut self) -> Ready {
         if self.role == Role::Leader {
+            if self.reads.wants_round() {
+                self.broadcast_heartbeat();
+            }
             self.send_appends();
         }
         let hard_state = self.hard_state();
