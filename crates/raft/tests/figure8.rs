@@ -10,11 +10,12 @@ mod harness;
 use harness::{assert_expected, Cluster};
 use raft::{Message, MessageBody, NodeId, Role};
 
-fn five_servers() -> Cluster {
+fn five_servers(adjust: impl Fn(&mut raft::Config)) -> Cluster {
     let logs: Vec<_> = (1..=5).map(|id| (id, vec![1], 1)).collect();
     let mut cluster = Cluster::with_logs(&logs, |config| {
         config.pre_vote = false;
         config.max_entries_per_message = 1;
+        adjust(config);
     });
     cluster.trace_enabled = false;
     cluster
@@ -55,8 +56,8 @@ fn is_append_to(message: &Message, to: NodeId) -> bool {
 
 /// Figure 8 (a)–(c). Returns the cluster with S1 leading term 4, the term-2 entry at index 2 stored on
 /// S1, S2 and S3, and S1's term-4 entry on S1 and S2 only.
-fn figure8_up_to_c(out: &mut String) -> Cluster {
-    let mut cluster = five_servers();
+fn figure8_up_to_c(out: &mut String, adjust: impl Fn(&mut raft::Config)) -> Cluster {
+    let mut cluster = five_servers(adjust);
     // (a) S1 leads term 2 and replicates index 2 (its no-op, term 2) to S2 only.
     cluster.tick(1); // S1 is at term 1; its first election is for term 2
     assert!(win_election_quietly(&mut cluster, 1));
@@ -105,35 +106,52 @@ fn figure8_up_to_c(out: &mut String) -> Cluster {
 #[test]
 fn figure8_old_term_entry_is_not_committed_by_counting_replicas() {
     let mut out = String::new();
-    let mut cluster = figure8_up_to_c(&mut out);
+    let mut cluster = figure8_up_to_c(&mut out, |_| {});
     // Index 2 (term 2) is on three of five servers, but it is not from S1's term: S1 must not commit it.
     assert!(cluster.raft(1).commit_index() < 2, "{}", cluster.raft(1));
+    figure8_d(&mut cluster, &mut out);
+    assert_expected("figure8_old_term_entry_is_not_committed_by_counting_replicas", &out);
+}
 
+/// The switch that skips §5.4.2's current-term check: S1 commits (and applies) the term-2 entry by
+/// counting, then S5 overwrites it — the harness's State Machine Safety check fires.
+#[cfg(feature = "inject-bugs")]
+#[test]
+#[should_panic(expected = "State Machine Safety")]
+fn figure8_injected_bug_commit_old_term_by_counting_loses_a_committed_entry() {
+    let mut out = String::new();
+    let mut cluster = figure8_up_to_c(&mut out, |config| {
+        config.injected_bug = Some(raft::InjectedBug::CommitOldTermByCounting)
+    });
+    assert_eq!(cluster.raft(1).commit_index(), 2, "the bug commits index 2 by counting");
+    figure8_d(&mut cluster, &mut out);
+}
+
+fn figure8_d(cluster: &mut Cluster, out: &mut String) {
     // (d) S1 crashes; S5 (last log term 3) can win with S3 and S4, and overwrites index 2 everywhere. Had
     // S1 counted index 2 as committed, a committed entry would now be lost (the harness would panic:
     // State Machine Safety).
     cluster.crash(1);
     cluster.restart(5);
     cluster.heal();
-    expire_leader_leases(&mut cluster, &[2, 3]);
+    expire_leader_leases(cluster, &[2, 3]);
     let mut attempts = 0;
     while cluster.campaign(5) != Role::Leader {
         attempts += 1;
         assert!(attempts < 5, "S5 should win with S3 and S4: {}", cluster.describe());
     }
     cluster.run(3);
-    out += &format!("(d)\n{}", cluster.describe());
+    *out += &format!("(d)\n{}", cluster.describe());
     for id in [2, 3, 4, 5] {
         assert_eq!(cluster.raft(id).term_at(2), Some(3), "{}", cluster.raft(id));
     }
     cluster.check_log_matching();
-    assert_expected("figure8_old_term_entry_is_not_committed_by_counting_replicas", &out);
 }
 
 #[test]
 fn figure8_old_term_entry_commits_with_a_current_term_entry() {
     let mut out = String::new();
-    let mut cluster = figure8_up_to_c(&mut out);
+    let mut cluster = figure8_up_to_c(&mut out, |_| {});
     // (e) S1 gets its term-4 entry to S3 too: index 3 is on a majority and from the current term, so it
     // commits, and index 2 with it.
     // (S1's lost append to S3 is sent again once a heartbeat interval passes without an answer.)

@@ -284,6 +284,26 @@ impl Cluster {
         true
     }
 
+    /// Delivers the in-flight message at `position` (the network reordered it), if there is one.
+    pub fn deliver_at(&mut self, position: usize) {
+        if let Some(message) = self.in_flight.remove(position) {
+            self.in_flight.push_front(message);
+            self.deliver_one();
+        }
+    }
+
+    /// Loses the in-flight message at `position`, if there is one.
+    pub fn drop_at(&mut self, position: usize) {
+        self.in_flight.remove(position);
+    }
+
+    /// Duplicates the in-flight message at `position`, if there is one.
+    pub fn duplicate_at(&mut self, position: usize) {
+        if let Some(message) = self.in_flight.get(position).cloned() {
+            self.in_flight.push_back(message);
+        }
+    }
+
     /// Delivers messages until none is left. Returns how many were delivered.
     pub fn deliver_all(&mut self) -> usize {
         let mut delivered = 0;
