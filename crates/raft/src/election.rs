@@ -37,6 +37,12 @@ impl Raft {
                 progress.recent_active = id == self.id;
             }
         }
+        let stall_limit = self.config.election_timeout_ticks;
+        for (&id, progress) in self.progress.iter_mut() {
+            if id != self.id {
+                progress.tick_stalled(stall_limit);
+            }
+        }
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.broadcast_heartbeat();
         }
@@ -119,8 +125,9 @@ impl Raft {
             && (request.pre_vote || self.role != Role::Leader);
         let response = VoteResponse { pre_vote: request.pre_vote, granted };
         if request.pre_vote {
-            // Every pre-vote answer carries the asker's term, so that it is counted in the right round and
-            // changes no one's term.
+            // A pre-vote grant carries the term asked about (nobody moves to it); a refusal carries our own
+            // term, so a pre-candidate whose term fell behind catches up (see `step_higher_term`).
+            let term = if granted { term } else { self.term };
             let body = MessageBody::VoteResponse(response);
             self.send_now(Message { from: self.id, to: from, term, body });
             return;
@@ -140,7 +147,9 @@ impl Raft {
     /// A (pre-)vote answer, while this node is a (pre-)candidate.
     pub(crate) fn handle_vote_response(&mut self, from: NodeId, term: Term, response: VoteResponse) {
         let current_round = match self.role {
-            Role::PreCandidate => response.pre_vote && term == self.term + 1,
+            // Grants name the next term; refusals name the refuser's term, here equal to ours (a higher
+            // one made us a follower in `step`; a lower one is stale and was dropped there).
+            Role::PreCandidate => response.pre_vote && term == self.term + u64::from(response.granted),
             Role::Candidate => !response.pre_vote && term == self.term,
             _ => false,
         };

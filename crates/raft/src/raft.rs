@@ -300,8 +300,13 @@ impl Raft {
                     self.become_follower(message.term, None);
                 }
             }
-            // A pre-vote response carries the term of the request it answers; it changes nothing either.
-            MessageBody::VoteResponse(response) if response.pre_vote => {}
+            // A granted pre-vote carries the term the candidate asked about, which nobody is in yet: it
+            // changes nothing. (A *refusal* carries the refusing node's own term; if that is higher, the
+            // pre-candidate adopts it below like any other news of a higher term. Without that, a node
+            // whose term fell behind could never win a pre-vote against nodes that already voted in the
+            // next term, and a cluster split between a longer log at a lower term and shorter logs at a
+            // higher term would never elect anyone. etcd-io/raft does the same.)
+            MessageBody::VoteResponse(response) if response.pre_vote && response.granted => {}
             _ => {
                 let leader = message.is_from_leader().then_some(message.from);
                 self.become_follower(message.term, leader);
@@ -328,18 +333,11 @@ impl Raft {
             MessageBody::Heartbeat(_) => {
                 MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse { read_round: 0 })
             }
-            MessageBody::VoteRequest(request) if !request.pre_vote => {
-                MessageBody::VoteResponse(crate::message::VoteResponse { pre_vote: false, granted: false })
-            }
-            MessageBody::VoteRequest(_) => {
-                // Answer a stale pre-vote "no" in the asker's term, as every pre-vote answer is.
-                let body = MessageBody::VoteResponse(crate::message::VoteResponse {
-                    pre_vote: true,
-                    granted: false,
-                });
-                self.send_now(Message { from: self.id, to, term: message.term, body });
-                return;
-            }
+            // Refuse (pre-)votes for an old term, with our term, so the asker catches up.
+            MessageBody::VoteRequest(request) => MessageBody::VoteResponse(crate::message::VoteResponse {
+                pre_vote: request.pre_vote,
+                granted: false,
+            }),
             _ => return,
         };
         self.send_now(Message { from: self.id, to, term, body });
@@ -396,7 +394,7 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader_hint: self.leader_id });
         }
-        let size = Entry { index: 0, term: 0, payload: EntryPayload::Command(command.clone()) }.size_bytes();
+        let size = Entry::size_bytes_of_command(command.len());
         if self.uncommitted_bytes > 0 && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes {
             return Err(ProposeError::ProposalDropped);
         }
@@ -509,8 +507,11 @@ impl Raft {
 
     /// Queues a message that may leave only once `needs` is durable.
     pub(crate) fn send_when_durable(&mut self, message: Message, needs: Durability) {
-        self.held.push(HeldMessage { message, needs });
-        self.release_held();
+        match self.durability_of(&needs) {
+            Some(true) => self.outbox.push(message),
+            Some(false) => self.held.push(HeldMessage { message, needs }),
+            None => unreachable!("{self}: a new message cannot wait for a truncated entry"),
+        }
     }
 
     /// Moves held messages whose promise is now durable to the outbox; drops those whose promise was

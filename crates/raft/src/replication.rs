@@ -78,20 +78,13 @@ impl Raft {
         true
     }
 
-    /// One heartbeat to every follower; also starts a new ReadIndex confirmation round (§6.4), and
-    /// re-probes followers whose in-flight appends went unanswered for a whole heartbeat interval (the
-    /// network lost something; without this a full window would wait forever).
+    /// One heartbeat to every follower; also starts a new ReadIndex confirmation round (§6.4).
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_elapsed = 0;
         let round = self.reads.start_round();
         let followers: Vec<NodeId> = self.progress.keys().copied().filter(|&id| id != self.id).collect();
         for to in followers {
-            let pr = self.progress.get_mut(&to).expect("progress exists for every follower");
-            if pr.state == ProgressState::Replicate && pr.inflight_count() > 0 && !pr.answered_since_heartbeat
-            {
-                pr.become_probe();
-            }
-            pr.answered_since_heartbeat = false;
+            let pr = &self.progress[&to];
             // Never tell a follower a commit index beyond what it is known to hold: it could not verify it.
             let commit = self.commit.min(pr.match_index);
             let body = MessageBody::Heartbeat(Heartbeat { commit, read_round: round });
@@ -191,8 +184,9 @@ impl Raft {
                 _ => self.log.term_at(prev_log_index).expect("committed entries are held"),
             };
             if entries.is_empty() {
-                // Everything in this append is already committed here: acknowledge what we know matches.
-                self.acknowledge_append(from, prev_log_index);
+                // Everything in this append is already committed here. Our log matches any current
+                // leader's up to our commit index, so acknowledge that much (etcd-io/raft does the same).
+                self.acknowledge_append(from, self.commit);
                 return;
             }
         }

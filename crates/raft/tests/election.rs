@@ -218,3 +218,25 @@ fn append_acknowledgements_wait_until_durable() {
     cluster.flush(2);
     assert!(acked_2(&cluster), "the ack leaves once the entry is durable");
 }
+
+#[test]
+fn a_pre_candidate_whose_term_fell_behind_catches_up_from_refusals() {
+    // Found by the property test. Nodes 1 and 2 hold the longest log but sit at term 2; nodes 3 and 4
+    // reached term 3 (both voted for 3, who lost) with a shorter log. Neither side can win a pre-vote on
+    // its own: 1 and 2 would refuse 3 and 4 (log not up to date), and 3 and 4 refuse a pre-vote for term 3
+    // (they voted in it). The refusals carry term 3, so 1 and 2 adopt it and then win term 4.
+    let logs = [(1, vec![1, 2, 2], 2), (2, vec![1, 2, 2], 2), (3, vec![1, 2], 3), (4, vec![1, 2], 3)];
+    let mut cluster = Cluster::with_logs(&logs, |_| {});
+    for id in [3, 4] {
+        cluster.nodes.get_mut(&id).unwrap().storage.hard_state.vote = Some(3);
+        cluster.crash(id);
+        cluster.restart(id);
+    }
+    let leader = (0..300).find_map(|_| {
+        cluster.run(1);
+        cluster.leader()
+    });
+    let leader = leader.unwrap_or_else(|| panic!("no leader:\n{}", cluster.describe()));
+    assert!([1, 2].contains(&leader), "only a node with the longest log can win");
+    assert!(cluster.raft(leader).term() >= 4);
+}

@@ -154,9 +154,9 @@ fn figure8_old_term_entry_commits_with_a_current_term_entry() {
     let mut cluster = figure8_up_to_c(&mut out, |_| {});
     // (e) S1 gets its term-4 entry to S3 too: index 3 is on a majority and from the current term, so it
     // commits, and index 2 with it.
-    // (S1's lost append to S3 is sent again once a heartbeat interval passes without an answer.)
+    // (S1 sends its lost append to S3 again once an election timeout passes without an answer.)
     cluster.heal();
-    cluster.run(6);
+    cluster.run(15);
     assert_eq!(cluster.raft(1).commit_index(), 3, "{}", cluster.raft(1));
     let committed: Vec<_> = cluster.nodes[&1].applied.iter().map(|e| (e.index, e.term)).collect();
     assert_eq!(committed, [(1, 1), (2, 2), (3, 4)]);
