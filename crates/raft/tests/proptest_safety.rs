@@ -1,5 +1,5 @@
 //! Property test: random schedules of ticks, deliveries (reordered, lost, duplicated), proposals,
-//! crashes, restarts and partitions keep Raft's safety properties, and once the faults heal the cluster
+//! crashes (losing unsynced writes), restarts, slow disks and partitions keep Raft's safety properties, and once the faults heal the cluster
 //! converges without having lost an entry that was ever reported committed.
 
 mod harness;
@@ -24,6 +24,8 @@ enum Op {
     Restart(usize),
     Isolate(usize),
     Heal,
+    /// Completes the pending disk writes of a node that persists asynchronously.
+    Flush(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..5usize).prop_map(Op::Restart),
         3 => (0..5usize).prop_map(Op::Isolate),
         3 => Just(Op::Heal),
+        8 => (0..5usize).prop_map(Op::Flush),
     ]
 }
 
@@ -53,7 +56,9 @@ fn record_leaders(cluster: &Cluster, leaders: &mut BTreeMap<Term, NodeId>) {
     }
 }
 
-fn run_schedule(node_count: u64, seed: u64, ops: &[Op]) {
+/// `async_mask` picks the nodes that persist asynchronously: their writes complete only at `Flush`, and a
+/// crash loses whatever was not flushed.
+fn run_schedule(node_count: u64, seed: u64, async_mask: u8, ops: &[Op]) {
     let mut cluster = Cluster::with_config(node_count, |config| {
         config.rng_seed = seed;
         config.election_timeout_ticks = 5;
@@ -62,6 +67,9 @@ fn run_schedule(node_count: u64, seed: u64, ops: &[Op]) {
         config.max_inflight_messages = 4;
     });
     let ids = cluster.ids();
+    for &id in &ids {
+        cluster.set_async_persist(id, async_mask & (1 << id) != 0);
+    }
     let pick = |i: usize| ids[i % ids.len()];
     let mut leaders = BTreeMap::new();
     let mut proposals = 0;
@@ -102,6 +110,12 @@ fn run_schedule(node_count: u64, seed: u64, ops: &[Op]) {
                 cluster.isolate(id);
             }
             Op::Heal => cluster.heal(),
+            Op::Flush(i) => {
+                let id = pick(i);
+                if !cluster.down.contains(&id) {
+                    cluster.flush(id);
+                }
+            }
         }
         record_leaders(&cluster, &mut leaders);
         cluster.check_log_matching();
@@ -114,6 +128,8 @@ fn run_schedule(node_count: u64, seed: u64, ops: &[Op]) {
         if cluster.down.contains(&id) {
             cluster.restart(id);
         }
+        cluster.set_async_persist(id, false);
+        cluster.flush(id);
     }
     cluster.in_flight.clear();
     let mut converged = false;
@@ -148,8 +164,9 @@ proptest! {
     fn random_schedules_keep_log_matching_and_never_lose_a_committed_entry(
         node_count in 3u64..=5,
         seed in any::<u64>(),
+        async_mask in any::<u8>(),
         ops in prop::collection::vec(op(), 1..1500),
     ) {
-        run_schedule(node_count, seed, &ops);
+        run_schedule(node_count, seed, async_mask, &ops);
     }
 }
