@@ -256,6 +256,7 @@ impl Raft {
                 self.tick_election();
             }
         }
+        self.debug_check_invariants();
     }
 
     /// Handles one message from a peer. The term is checked here, once, for every message (Figure 2,
@@ -264,13 +265,19 @@ impl Raft {
     /// A malformed or misaddressed message is refused with a [`StepError`] and changes nothing.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         message.validate(self.id)?;
+        self.step_valid(message);
+        self.debug_check_invariants();
+        Ok(())
+    }
+
+    fn step_valid(&mut self, message: Message) {
         if message.term > self.term {
             if !self.step_higher_term(&message) {
-                return Ok(());
+                return;
             }
         } else if message.term < self.term {
             self.handle_stale_term(&message);
-            return Ok(());
+            return;
         }
         let from = message.from;
         let term = message.term;
@@ -282,7 +289,6 @@ impl Raft {
                 Role::Follower => self.step_follower(from, body),
             },
         }
-        Ok(())
     }
 
     /// A message from a higher term. Returns false if it is to be dropped without effect.
@@ -584,6 +590,7 @@ impl Raft {
             Vec::new()
         };
         let (read_states, failed_reads) = self.reads.take_output();
+        self.debug_check_invariants();
         Ready {
             hard_state: changed_hard_state,
             entries,
@@ -626,6 +633,7 @@ impl Raft {
             _ => {}
         }
         self.release_held();
+        self.debug_check_invariants();
     }
 
     /// The caller applied every committed entry handed out so far.
@@ -654,6 +662,37 @@ impl Raft {
         }
         assert!(index <= self.log.last_index(), "{self}: commit to {index} beyond the log");
         self.commit = index;
+    }
+}
+
+impl Raft {
+    /// Checks the invariants stated in the field docs (debug builds, which include the test profile).
+    fn debug_check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let last_index = self.log.last_index();
+        debug_assert!(self.commit <= last_index, "{self}: commit beyond the log");
+        debug_assert!(self.applied <= self.applying, "{self}: applied beyond handed out");
+        debug_assert!(self.applying <= self.commit, "{self}: handed out uncommitted entries");
+        debug_assert!(self.applying <= self.log.persisted_index(), "{self}: handed out undurable entries");
+        debug_assert!(self.persisted_hard_state.term <= self.term, "{self}: durable term ahead of memory");
+        if self.role == Role::Leader {
+            debug_assert_eq!(self.leader_id, Some(self.id), "{self}: a leader leads");
+            debug_assert_eq!(self.vote, Some(self.id), "{self}: a leader voted for itself");
+            debug_assert!(
+                self.commit < self.term_start_index
+                    || self.log.term_at(self.term_start_index) == Some(self.term)
+            );
+            for (id, pr) in &self.progress {
+                debug_assert!(pr.match_index <= last_index, "{self}: {id} matches beyond the log ({pr})");
+                debug_assert!(pr.match_index < pr.next_index, "{self}: {id} has next <= match ({pr})");
+            }
+            let own = self.progress.get(&self.id).map_or(0, |pr| pr.match_index);
+            debug_assert!(own <= self.log.persisted_index(), "{self}: counts undurable entries for itself");
+        } else {
+            debug_assert!(self.progress.is_empty(), "{self}: only a leader tracks progress");
+        }
     }
 }
 
