@@ -240,3 +240,52 @@ fn a_pre_candidate_whose_term_fell_behind_catches_up_from_refusals() {
     assert!([1, 2].contains(&leader), "only a node with the longest log can win");
     assert!(cluster.raft(leader).term() >= 4);
 }
+
+#[test]
+fn a_candidate_that_hears_from_a_leader_of_its_own_term_steps_down() {
+    use raft::{Heartbeat, Message};
+    let mut cluster = Cluster::with_config(3, |config| config.pre_vote = false);
+    cluster.isolate(2);
+    while cluster.raft(2).role() != Role::Candidate {
+        cluster.tick(2);
+    }
+    let term = cluster.raft(2).term();
+    let heartbeat = Heartbeat { commit: 0, read_round: 0 };
+    let message = Message { from: 1, to: 2, term, body: MessageBody::Heartbeat(heartbeat) };
+    cluster.raft_mut(2).step(message).unwrap();
+    assert_eq!(cluster.raft(2).role(), Role::Follower);
+    assert_eq!(cluster.raft(2).leader_id(), Some(1));
+    assert_eq!(cluster.raft(2).term(), term, "same term: its vote for itself stands");
+    assert_eq!(cluster.raft(2).vote(), Some(2));
+}
+
+#[test]
+fn a_restarted_node_keeps_its_term_vote_and_log() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.propose(1, "x");
+    let before = (cluster.raft(2).term(), cluster.raft(2).vote(), cluster.raft(2).log().to_string());
+    cluster.crash(2);
+    cluster.restart(2);
+    let after = (cluster.raft(2).term(), cluster.raft(2).vote(), cluster.raft(2).log().to_string());
+    assert_eq!(before, after);
+    cluster.run(5);
+    assert_eq!(cluster.nodes[&2].applied.len(), 2, "re-applies the committed log after a restart");
+}
+
+#[test]
+fn a_crash_loses_unsynced_entries_that_were_never_acknowledged() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.set_async_persist(2, true);
+    cluster.raft_mut(1).propose(bytes::Bytes::from_static(b"x")).unwrap();
+    cluster.process(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.raft(2).last_index(), 2);
+    cluster.crash(2); // the write of entry 2 never completed
+    cluster.restart(2);
+    assert_eq!(cluster.raft(2).last_index(), 1, "entry 2 was not durable");
+    assert_eq!(cluster.raft(1).progress().find(|(id, _)| *id == 2).unwrap().1.match_index, 1);
+    cluster.run(30);
+    assert_eq!(cluster.raft(2).last_index(), 2, "the leader sends it again");
+}
