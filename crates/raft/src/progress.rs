@@ -122,8 +122,12 @@ impl Progress {
                 if rejected != self.next_index - 1 {
                     return false;
                 }
-                self.next_index = rejected.min(hint_next).max(self.match_index + 1);
-                self.probe_sent = false;
+                let next_index = rejected.min(hint_next).max(self.match_index + 1);
+                // The follower refused the entry at its own match index, which it had acknowledged as
+                // durable: it lost its disk (or is buggy). Nothing better is known to send, so wait for the
+                // next heartbeat answer rather than repeating the same probe in a tight loop.
+                self.probe_sent = next_index == self.next_index;
+                self.next_index = next_index;
                 true
             }
         }

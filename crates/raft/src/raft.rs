@@ -228,6 +228,10 @@ impl Raft {
     pub fn configuration(&self) -> &Configuration {
         &self.configuration
     }
+    /// The hard state the caller last reported durable (through [`Raft::on_persisted`]).
+    pub fn persisted_hard_state(&self) -> HardState {
+        self.persisted_hard_state
+    }
     /// The current hard state (not necessarily durable yet).
     pub fn hard_state(&self) -> HardState {
         HardState { term: self.term, vote: self.vote, commit: self.commit }
@@ -679,7 +683,10 @@ impl Raft {
         debug_assert!(self.persisted_hard_state.term <= self.term, "{self}: durable term ahead of memory");
         if self.role == Role::Leader {
             debug_assert_eq!(self.leader_id, Some(self.id), "{self}: a leader leads");
-            debug_assert_eq!(self.vote, Some(self.id), "{self}: a leader voted for itself");
+            debug_assert!(
+                self.vote == Some(self.id) || injected!(self, DoubleVote),
+                "{self}: a leader voted for itself"
+            );
             debug_assert!(
                 self.commit < self.term_start_index
                     || self.log.term_at(self.term_start_index) == Some(self.term)
