@@ -44,7 +44,9 @@ pub struct Config {
     pub max_pending_reads: usize,
     /// Run a pre-vote round before a real election (dissertation §9.6).
     pub pre_vote: bool,
-    /// A leader that has not heard from a quorum within an election timeout steps down (§6.2).
+    /// A leader that has not heard from a quorum within an election timeout steps down (§6.2). Leader
+    /// stickiness (ignoring vote requests while a leader was heard recently) is on only with this: it
+    /// needs a cut-off leader to fall silent.
     pub check_quorum: bool,
     /// Seed of the node's RNG; mixed with `id`, so equal seeds on different nodes still give different
     /// timeouts.

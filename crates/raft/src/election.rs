@@ -99,8 +99,13 @@ impl Raft {
     /// from itself): it then refuses to help depose that leader (dissertation §4.2.3). Counted in ticks
     /// since the last contact, not "a leader id is known", so a leader that went silent stops protecting
     /// itself after one timeout.
+    ///
+    /// Only with check-quorum: stickiness relies on a leader that can no longer hear a majority stepping
+    /// down (and so falling silent). Without it, a leader cut off one way (its heartbeats arrive, the
+    /// answers do not) would keep every follower in its lease forever and the cluster could never elect
+    /// a replacement. etcd-io/raft ties the two together for the same reason.
     pub(crate) fn in_leader_lease(&self) -> bool {
-        self.ticks_since_leader_contact < self.config.election_timeout_ticks
+        self.config.check_quorum && self.ticks_since_leader_contact < self.config.election_timeout_ticks
     }
 
     /// RequestVote receiver (Figure 2), for pre-votes too. `term` is the request's term; for a real vote

@@ -147,7 +147,8 @@
 //!   pre-candidate adopts if it is higher — otherwise a node whose term fell behind (nodes that already
 //!   voted in the next term refuse it forever) could never be elected, and a cluster can deadlock.
 //! - **Leader stickiness** is counted in ticks since the last contact with a leader, so it expires by
-//!   itself when a leader goes silent; a leader counts as hearing from itself.
+//!   itself when a leader goes silent; a leader counts as hearing from itself. It is on only with
+//!   check-quorum, which makes a leader that cannot hear a majority fall silent.
 //! - **ReadIndex** rounds are numbered heartbeat broadcasts; reads that arrive before the next `Ready`
 //!   share a round, a read never rides on a round that was already out, and a read waits until the leader
 //!   has committed an entry of its term.

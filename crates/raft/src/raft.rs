@@ -97,6 +97,8 @@ pub struct Raft {
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// Leader only: what it knows of every member's log, itself included.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: the keys of `progress` other than itself, to iterate without allocating.
+    pub(crate) peers: Vec<NodeId>,
     /// Leader only: index of the no-op it appended on election; reads wait until it commits.
     pub(crate) term_start_index: Index,
     /// Leader only: bytes of its own proposals not committed yet.
@@ -171,6 +173,7 @@ impl Raft {
             ticks_since_leader_contact: config.election_timeout_ticks,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
+            peers: Vec::new(),
             term_start_index: 0,
             uncommitted_bytes: 0,
             reads: ReadOnly::default(),
@@ -450,6 +453,7 @@ impl Raft {
         for id in self.configuration.members() {
             self.progress.insert(id, Progress::new(next_index));
         }
+        self.peers = self.progress.keys().copied().filter(|&id| id != self.id).collect();
         let own = self.progress.entry(self.id).or_insert_with(|| Progress::new(next_index));
         own.match_index = self.log.persisted_index();
         own.become_replicate();
@@ -472,6 +476,7 @@ impl Raft {
         self.reset_election_timer();
         self.votes.clear();
         self.progress.clear();
+        self.peers.clear();
         self.uncommitted_bytes = 0;
         self.term_start_index = 0;
         self.reads.fail_all(crate::error::ReadIndexError::SteppedDown);

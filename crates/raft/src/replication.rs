@@ -14,7 +14,7 @@ impl Raft {
     /// True if some follower is owed an append: entries it has not been sent, a probe, or news of a
     /// commit index it could use.
     pub(crate) fn has_appends_to_send(&self) -> bool {
-        self.progress.keys().any(|&id| id != self.id && self.append_is_due(id))
+        self.peers.iter().any(|&id| self.append_is_due(id))
     }
 
     fn append_is_due(&self, to: NodeId) -> bool {
@@ -34,8 +34,8 @@ impl Raft {
     /// Sends every append that is due. Called when a `Ready` is collected, so that all proposals made
     /// since the last one travel together (batching), and a commit advance is announced once.
     pub(crate) fn send_appends(&mut self) {
-        let followers: Vec<NodeId> = self.progress.keys().copied().filter(|&id| id != self.id).collect();
-        for to in followers {
+        for i in 0..self.peers.len() {
+            let to = self.peers[i];
             // Pipelining: keep sending while entries remain and the in-flight window has room.
             let mut sent = 0;
             while self.append_is_due(to) && sent < self.config.max_inflight_messages {
@@ -82,8 +82,8 @@ impl Raft {
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_elapsed = 0;
         let round = self.reads.start_round();
-        let followers: Vec<NodeId> = self.progress.keys().copied().filter(|&id| id != self.id).collect();
-        for to in followers {
+        for i in 0..self.peers.len() {
+            let to = self.peers[i];
             let pr = &self.progress[&to];
             // Never tell a follower a commit index beyond what it is known to hold: it could not verify it.
             let commit = self.commit.min(pr.match_index);

@@ -289,3 +289,19 @@ fn a_crash_loses_unsynced_entries_that_were_never_acknowledged() {
     cluster.run(30);
     assert_eq!(cluster.raft(2).last_index(), 2, "the leader sends it again");
 }
+
+#[test]
+fn a_leader_that_cannot_hear_its_followers_is_replaced() {
+    // One-way partition: the leader's messages arrive, the answers do not. Check-quorum makes it step
+    // down and fall silent, so the followers' stickiness expires and they elect someone else.
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.partition(&[&[1], &[2, 3]]);
+    cluster.heal_one_way(1, 2);
+    cluster.heal_one_way(1, 3);
+    let new_leader = (0..200).find_map(|_| {
+        cluster.run(1);
+        [2, 3].into_iter().find(|&id| cluster.raft(id).role() == Role::Leader)
+    });
+    assert!(new_leader.is_some(), "{}", cluster.describe());
+}

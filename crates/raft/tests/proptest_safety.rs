@@ -58,9 +58,12 @@ fn record_leaders(cluster: &Cluster, leaders: &mut BTreeMap<Term, NodeId>) {
 
 /// `async_mask` picks the nodes that persist asynchronously: their writes complete only at `Flush`, and a
 /// crash loses whatever was not flushed.
-fn run_schedule(node_count: u64, seed: u64, async_mask: u8, ops: &[Op]) {
+/// `classic` turns pre-vote and check-quorum (and with it leader stickiness) off: plain §5 Raft.
+fn run_schedule(node_count: u64, seed: u64, async_mask: u8, classic: bool, ops: &[Op]) {
     let mut cluster = Cluster::with_config(node_count, |config| {
         config.rng_seed = seed;
+        config.pre_vote = !classic;
+        config.check_quorum = !classic;
         config.election_timeout_ticks = 5;
         config.heartbeat_interval_ticks = 1;
         config.max_entries_per_message = 3;
@@ -165,8 +168,9 @@ proptest! {
         node_count in 3u64..=5,
         seed in any::<u64>(),
         async_mask in any::<u8>(),
+        classic in prop::bool::weighted(0.25),
         ops in prop::collection::vec(op(), 1..1500),
     ) {
-        run_schedule(node_count, seed, async_mask, &ops);
+        run_schedule(node_count, seed, async_mask, classic, &ops);
     }
 }
