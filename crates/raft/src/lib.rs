@@ -58,6 +58,13 @@
 //!   another term, it was lost to a leader change and may be retried.
 //! - [`Raft::read_index`] for a linearizable read: once safe it comes back in `read_states`.
 //!
+//! Read-only accessors serve status pages and invariant checkers: [`Raft::id`], [`Raft::role`],
+//! [`Raft::term`], [`Raft::vote`], [`Raft::leader_id`], [`Raft::commit_index`], [`Raft::applied_index`],
+//! [`Raft::last_index`], [`Raft::persisted_index`], [`Raft::hard_state`], [`Raft::persisted_hard_state`],
+//! [`Raft::log`] (with [`Log::term_at`], [`Log::entry`], [`Log::slice`]), [`Raft::configuration`], and on
+//! a leader [`Raft::progress`] (each member's match and next index). `Display` on [`Raft`], [`Message`],
+//! [`Log`] and [`Entry`] gives compact one-line forms such as `1->2 t3 app prev=5@2 [6@3 7@3] commit=4`.
+//!
 //! A node is built from what storage recovered: [`Raft::new`] with a [`RestoredState`]. A brand-new
 //! cluster starts every founding member from a snapshot boundary at index 0 that carries the bootstrap
 //! [`Configuration`]. A node whose configuration is empty (it has not been added yet) never starts an

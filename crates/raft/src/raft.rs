@@ -589,7 +589,8 @@ impl Raft {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
         });
-        let apply_to = self.commit.min(self.log.persisted_index());
+        let limit = self.config.max_committed_entries_per_ready as Index;
+        let apply_to = self.commit.min(self.log.persisted_index()).min(self.applying + limit);
         let committed_entries = if apply_to > self.applying {
             let entries = self.log.slice(self.applying + 1, apply_to).to_vec();
             assert_eq!(entries.len() as Index, apply_to - self.applying, "{self}: committed entries missing");

@@ -27,7 +27,8 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Committed entries to apply to the state machine, in log order, each exactly once across all
     /// `Ready`s (after a restart, from the snapshot on). They are all durable on this node too, so a
-    /// follower applies an entry one `Ready` after it persisted it. Not bounded in number yet.
+    /// follower applies an entry one `Ready` after it persisted it. At most
+    /// [`crate::Config::max_committed_entries_per_ready`] of them.
     pub committed_entries: Vec<Entry>,
     /// ReadIndex reads confirmed by a quorum: answer each once the state machine has applied `index`.
     pub read_states: Vec<ReadState>,

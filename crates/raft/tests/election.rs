@@ -305,3 +305,25 @@ fn a_leader_that_cannot_hear_its_followers_is_replaced() {
     });
     assert!(new_leader.is_some(), "{}", cluster.describe());
 }
+
+#[test]
+fn a_long_committed_log_is_handed_out_over_several_readies() {
+    let mut cluster = Cluster::with_config(3, |config| config.max_committed_entries_per_ready = 4);
+    cluster.elect(1);
+    for i in 0..10 {
+        cluster.propose(1, &format!("{i}"));
+    }
+    cluster.run(2);
+    let node = &cluster.nodes[&2];
+    let mut restarted = raft::Raft::new(node.config.clone(), node.storage.restored()).unwrap();
+    let raft = &mut restarted;
+    let sizes: Vec<usize> = std::iter::from_fn(|| {
+        raft.has_ready().then(|| {
+            let ready = raft.ready();
+            raft.advance();
+            ready.committed_entries.len()
+        })
+    })
+    .collect();
+    assert_eq!(sizes, [4, 4, 3]);
+}
