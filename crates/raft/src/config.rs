@@ -42,9 +42,14 @@ pub struct Config {
     pub max_uncommitted_bytes: usize,
     /// At most this many ReadIndex reads wait for confirmation at once.
     pub max_pending_reads: usize,
+    /// At most this many committed entries in one `Ready` (a restarted node replaying a long log gets
+    /// them over several).
+    pub max_committed_entries_per_ready: usize,
     /// Run a pre-vote round before a real election (dissertation §9.6).
     pub pre_vote: bool,
-    /// A leader that has not heard from a quorum within an election timeout steps down (§6.2).
+    /// A leader that has not heard from a quorum within an election timeout steps down (§6.2). Leader
+    /// stickiness (ignoring vote requests while a leader was heard recently) is on only with this: it
+    /// needs a cut-off leader to fall silent.
     pub check_quorum: bool,
     /// Seed of the node's RNG; mixed with `id`, so equal seeds on different nodes still give different
     /// timeouts.
@@ -67,6 +72,7 @@ impl Config {
             max_inflight_messages: 64,
             max_uncommitted_bytes: 64 << 20,
             max_pending_reads: 4096,
+            max_committed_entries_per_ready: 4096,
             pre_vote: true,
             check_quorum: true,
             rng_seed: 0,
@@ -95,6 +101,7 @@ impl Config {
             ("max_inflight_messages", self.max_inflight_messages),
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("max_pending_reads", self.max_pending_reads),
+            ("max_committed_entries_per_ready", self.max_committed_entries_per_ready),
         ];
         for (field, value) in limits {
             if value == 0 {

@@ -37,6 +37,12 @@ impl Raft {
                 progress.recent_active = id == self.id;
             }
         }
+        let stall_limit = self.config.election_timeout_ticks;
+        for (&id, progress) in self.progress.iter_mut() {
+            if id != self.id {
+                progress.tick_stalled(stall_limit);
+            }
+        }
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.broadcast_heartbeat();
         }
@@ -93,8 +99,13 @@ impl Raft {
     /// from itself): it then refuses to help depose that leader (dissertation §4.2.3). Counted in ticks
     /// since the last contact, not "a leader id is known", so a leader that went silent stops protecting
     /// itself after one timeout.
+    ///
+    /// Only with check-quorum: stickiness relies on a leader that can no longer hear a majority stepping
+    /// down (and so falling silent). Without it, a leader cut off one way (its heartbeats arrive, the
+    /// answers do not) would keep every follower in its lease forever and the cluster could never elect
+    /// a replacement. etcd-io/raft ties the two together for the same reason.
     pub(crate) fn in_leader_lease(&self) -> bool {
-        self.ticks_since_leader_contact < self.config.election_timeout_ticks
+        self.config.check_quorum && self.ticks_since_leader_contact < self.config.election_timeout_ticks
     }
 
     /// RequestVote receiver (Figure 2), for pre-votes too. `term` is the request's term; for a real vote
@@ -119,8 +130,9 @@ impl Raft {
             && (request.pre_vote || self.role != Role::Leader);
         let response = VoteResponse { pre_vote: request.pre_vote, granted };
         if request.pre_vote {
-            // Every pre-vote answer carries the asker's term, so that it is counted in the right round and
-            // changes no one's term.
+            // A pre-vote grant carries the term asked about (nobody moves to it); a refusal carries our own
+            // term, so a pre-candidate whose term fell behind catches up (see `step_higher_term`).
+            let term = if granted { term } else { self.term };
             let body = MessageBody::VoteResponse(response);
             self.send_now(Message { from: self.id, to: from, term, body });
             return;
@@ -140,7 +152,9 @@ impl Raft {
     /// A (pre-)vote answer, while this node is a (pre-)candidate.
     pub(crate) fn handle_vote_response(&mut self, from: NodeId, term: Term, response: VoteResponse) {
         let current_round = match self.role {
-            Role::PreCandidate => response.pre_vote && term == self.term + 1,
+            // Grants name the next term; refusals name the refuser's term, here equal to ours (a higher
+            // one made us a follower in `step`; a lower one is stale and was dropped there).
+            Role::PreCandidate => response.pre_vote && term == self.term + u64::from(response.granted),
             Role::Candidate => !response.pre_vote && term == self.term,
             _ => false,
         };

@@ -58,6 +58,13 @@
 //!   another term, it was lost to a leader change and may be retried.
 //! - [`Raft::read_index`] for a linearizable read: once safe it comes back in `read_states`.
 //!
+//! Read-only accessors serve status pages and invariant checkers: [`Raft::id`], [`Raft::role`],
+//! [`Raft::term`], [`Raft::vote`], [`Raft::leader_id`], [`Raft::commit_index`], [`Raft::applied_index`],
+//! [`Raft::last_index`], [`Raft::persisted_index`], [`Raft::hard_state`], [`Raft::persisted_hard_state`],
+//! [`Raft::log`] (with [`Log::term_at`], [`Log::entry`], [`Log::slice`]), [`Raft::configuration`], and on
+//! a leader [`Raft::progress`] (each member's match and next index). `Display` on [`Raft`], [`Message`],
+//! [`Log`] and [`Entry`] gives compact one-line forms such as `1->2 t3 app prev=5@2 [6@3 7@3] commit=4`.
+//!
 //! A node is built from what storage recovered: [`Raft::new`] with a [`RestoredState`]. A brand-new
 //! cluster starts every founding member from a snapshot boundary at index 0 that carries the bootstrap
 //! [`Configuration`]. A node whose configuration is empty (it has not been added yet) never starts an
@@ -130,6 +137,44 @@
 //!     assert!(disk.applied.iter().any(|e| e.index == index)); // every node applied it
 //! }
 //! ```
+//!
+//! ## Protocol choices worth knowing
+//!
+//! - **Batching.** A leader sends appends when a `Ready` is collected, not inside `propose`: every
+//!   proposal made since the last `Ready` travels in one AppendEntries per follower (up to
+//!   [`Config::max_entries_per_message`] / [`Config::max_bytes_per_message`]), with up to
+//!   [`Config::max_inflight_messages`] unacknowledged appends per follower.
+//! - **Backtracking.** A rejection carries a hint (the follower's largest index at or below the probe
+//!   whose term is at most the leader's `prev_log_term`); the leader skips whole terms at once. Figure 7's
+//!   (e) and (f) need one rejected round each instead of five and seven.
+//! - **Commit news.** Followers learn the commit index from appends (capped by what the append proved)
+//!   and from heartbeats (capped by what the leader knows the follower holds).
+//! - **Pre-vote** asks "would you vote for me in term T+1?" without anyone changing term. A granted
+//!   pre-vote carries T+1 and changes nothing; a refusal carries the refuser's own term, which the
+//!   pre-candidate adopts if it is higher — otherwise a node whose term fell behind (nodes that already
+//!   voted in the next term refuse it forever) could never be elected, and a cluster can deadlock.
+//! - **Leader stickiness** is counted in ticks since the last contact with a leader, so it expires by
+//!   itself when a leader goes silent; a leader counts as hearing from itself. It is on only with
+//!   check-quorum, which makes a leader that cannot hear a majority fall silent.
+//! - **ReadIndex** rounds are numbered heartbeat broadcasts; reads that arrive before the next `Ready`
+//!   share a round, a read never rides on a round that was already out, and a read waits until the leader
+//!   has committed an entry of its term.
+//! - **Stalled pipelines.** If a follower answers none of its in-flight appends for an election timeout,
+//!   the leader probes it again from its match index (a lost message would otherwise leave a full window
+//!   waiting forever).
+//!
+//! Not here yet (later issues): snapshots and InstallSnapshot, membership changes (the quorum code already
+//! counts joint configurations), leadership transfer (the `leadership_transfer` mark on vote requests is
+//! honoured), lease reads.
+//!
+//! ## How it is tested
+//!
+//! `tests/` holds scenario tests named after what they check (Figures 6, 7 and 8; elections, pre-vote,
+//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; bad input; a
+//! property test of random fault schedules), a small in-memory cluster harness (`tests/harness/`), and
+//! scenario scripts in `tests/scripts/*.txt` whose expected output `UPDATE_EXPECT=1` rewrites. With
+//! debug assertions (the test profile keeps them), every input ends with a check of the node's
+//! invariants.
 //!
 //! ## Failures
 //!

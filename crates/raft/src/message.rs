@@ -19,8 +19,8 @@ use crate::types::{Entry, Index, NodeId, Term};
 pub struct Message {
     pub from: NodeId,
     pub to: NodeId,
-    /// The sender's current term (for a pre-vote request: the term it would campaign in; for a pre-vote
-    /// response: the term of the request it answers).
+    /// The sender's current term (for a pre-vote request: the term it would campaign in; for a granted
+    /// pre-vote: the term of the request it answers).
     pub term: Term,
     pub body: MessageBody,
 }

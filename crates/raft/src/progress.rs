@@ -37,9 +37,10 @@ pub struct Progress {
     inflight: VecDeque<Index>,
     /// Set when the follower answers anything; check-quorum clears it each election timeout.
     pub recent_active: bool,
-    /// Set when the follower answers an append; cleared each heartbeat round. An in-flight window with no
-    /// answer for a whole round means the network lost something, and the follower is probed again.
-    pub answered_since_heartbeat: bool,
+    /// Leader ticks since the follower last answered an append while appends were in flight. After an
+    /// election timeout of silence the network has probably lost something (a full window would otherwise
+    /// wait forever), and the follower is probed again from its match index.
+    pub stalled_ticks: u64,
     /// The highest commit index this follower can have learned from our appends (the leader's commit,
     /// capped at each append's last index). An empty append is worth sending only to raise it.
     pub commit_sent: Index,
@@ -55,7 +56,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recent_active: false,
-            answered_since_heartbeat: false,
+            stalled_ticks: 0,
             commit_sent: 0,
         }
     }
@@ -89,7 +90,7 @@ impl Progress {
 
     /// The follower acknowledged everything up to `match_index`. Returns true if that was news.
     pub fn maybe_update(&mut self, match_index: Index) -> bool {
-        self.answered_since_heartbeat = true;
+        self.stalled_ticks = 0;
         let updated = match_index > self.match_index;
         if updated {
             self.match_index = match_index;
@@ -106,7 +107,7 @@ impl Progress {
     /// leader's log and the follower's hint suggest trying next. Returns false if the rejection is stale
     /// (answers an append older than the current probe) and should be ignored.
     pub fn maybe_decrease_to(&mut self, rejected: Index, hint_next: Index) -> bool {
-        self.answered_since_heartbeat = true;
+        self.stalled_ticks = 0;
         match self.state {
             ProgressState::Replicate => {
                 // Everything up to match_index is known to match, so a rejection at or below it is old.
@@ -121,8 +122,12 @@ impl Progress {
                 if rejected != self.next_index - 1 {
                     return false;
                 }
-                self.next_index = rejected.min(hint_next).max(self.match_index + 1);
-                self.probe_sent = false;
+                let next_index = rejected.min(hint_next).max(self.match_index + 1);
+                // The follower refused the entry at its own match index, which it had acknowledged as
+                // durable: it lost its disk (or is buggy). Nothing better is known to send, so wait for the
+                // next heartbeat answer rather than repeating the same probe in a tight loop.
+                self.probe_sent = next_index == self.next_index;
+                self.next_index = next_index;
                 true
             }
         }
@@ -142,6 +147,22 @@ impl Progress {
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.clear();
+    }
+
+    /// One leader tick passed: counts silence while appends are in flight, and falls back to probing once
+    /// it lasted `limit` ticks. Returns true if it did.
+    pub fn tick_stalled(&mut self, limit: u64) -> bool {
+        if self.state != ProgressState::Replicate || self.inflight.is_empty() {
+            self.stalled_ticks = 0;
+            return false;
+        }
+        self.stalled_ticks += 1;
+        if self.stalled_ticks < limit {
+            return false;
+        }
+        self.become_probe();
+        self.stalled_ticks = 0;
+        true
     }
 
     /// A heartbeat answer proves the follower is reachable. A waiting probe may go again.

@@ -30,9 +30,20 @@ pub fn majority_committed(voters: &BTreeSet<NodeId>, acked: impl Fn(NodeId) -> O
     if voters.is_empty() {
         return Index::MAX;
     }
+    // Sorted descending, the value at position (n / 2) is reached by n / 2 + 1 voters: a majority.
+    // (Clusters are small: sort on the stack when they fit, which they always do in practice.)
+    const ON_STACK: usize = 16;
+    if voters.len() <= ON_STACK {
+        let mut values = [0; ON_STACK];
+        for (value, &id) in values.iter_mut().zip(voters) {
+            *value = acked(id).unwrap_or(0);
+        }
+        let values = &mut values[..voters.len()];
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        return values[voters.len() / 2];
+    }
     let mut values: Vec<Index> = voters.iter().map(|&id| acked(id).unwrap_or(0)).collect();
     values.sort_unstable_by(|a, b| b.cmp(a));
-    // Sorted descending, the value at position (n / 2) is reached by n / 2 + 1 voters: a majority.
     values[voters.len() / 2]
 }
 

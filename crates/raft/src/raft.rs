@@ -97,6 +97,8 @@ pub struct Raft {
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// Leader only: what it knows of every member's log, itself included.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: the keys of `progress` other than itself, to iterate without allocating.
+    pub(crate) peers: Vec<NodeId>,
     /// Leader only: index of the no-op it appended on election; reads wait until it commits.
     pub(crate) term_start_index: Index,
     /// Leader only: bytes of its own proposals not committed yet.
@@ -171,6 +173,7 @@ impl Raft {
             ticks_since_leader_contact: config.election_timeout_ticks,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
+            peers: Vec::new(),
             term_start_index: 0,
             uncommitted_bytes: 0,
             reads: ReadOnly::default(),
@@ -228,6 +231,10 @@ impl Raft {
     pub fn configuration(&self) -> &Configuration {
         &self.configuration
     }
+    /// The hard state the caller last reported durable (through [`Raft::on_persisted`]).
+    pub fn persisted_hard_state(&self) -> HardState {
+        self.persisted_hard_state
+    }
     /// The current hard state (not necessarily durable yet).
     pub fn hard_state(&self) -> HardState {
         HardState { term: self.term, vote: self.vote, commit: self.commit }
@@ -256,6 +263,7 @@ impl Raft {
                 self.tick_election();
             }
         }
+        self.debug_check_invariants();
     }
 
     /// Handles one message from a peer. The term is checked here, once, for every message (Figure 2,
@@ -264,13 +272,19 @@ impl Raft {
     /// A malformed or misaddressed message is refused with a [`StepError`] and changes nothing.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         message.validate(self.id)?;
+        self.step_valid(message);
+        self.debug_check_invariants();
+        Ok(())
+    }
+
+    fn step_valid(&mut self, message: Message) {
         if message.term > self.term {
             if !self.step_higher_term(&message) {
-                return Ok(());
+                return;
             }
         } else if message.term < self.term {
             self.handle_stale_term(&message);
-            return Ok(());
+            return;
         }
         let from = message.from;
         let term = message.term;
@@ -282,7 +296,6 @@ impl Raft {
                 Role::Follower => self.step_follower(from, body),
             },
         }
-        Ok(())
     }
 
     /// A message from a higher term. Returns false if it is to be dropped without effect.
@@ -300,8 +313,13 @@ impl Raft {
                     self.become_follower(message.term, None);
                 }
             }
-            // A pre-vote response carries the term of the request it answers; it changes nothing either.
-            MessageBody::VoteResponse(response) if response.pre_vote => {}
+            // A granted pre-vote carries the term the candidate asked about, which nobody is in yet: it
+            // changes nothing. (A *refusal* carries the refusing node's own term; if that is higher, the
+            // pre-candidate adopts it below like any other news of a higher term. Without that, a node
+            // whose term fell behind could never win a pre-vote against nodes that already voted in the
+            // next term, and a cluster split between a longer log at a lower term and shorter logs at a
+            // higher term would never elect anyone. etcd-io/raft does the same.)
+            MessageBody::VoteResponse(response) if response.pre_vote && response.granted => {}
             _ => {
                 let leader = message.is_from_leader().then_some(message.from);
                 self.become_follower(message.term, leader);
@@ -328,18 +346,11 @@ impl Raft {
             MessageBody::Heartbeat(_) => {
                 MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse { read_round: 0 })
             }
-            MessageBody::VoteRequest(request) if !request.pre_vote => {
-                MessageBody::VoteResponse(crate::message::VoteResponse { pre_vote: false, granted: false })
-            }
-            MessageBody::VoteRequest(_) => {
-                // Answer a stale pre-vote "no" in the asker's term, as every pre-vote answer is.
-                let body = MessageBody::VoteResponse(crate::message::VoteResponse {
-                    pre_vote: true,
-                    granted: false,
-                });
-                self.send_now(Message { from: self.id, to, term: message.term, body });
-                return;
-            }
+            // Refuse (pre-)votes for an old term, with our term, so the asker catches up.
+            MessageBody::VoteRequest(request) => MessageBody::VoteResponse(crate::message::VoteResponse {
+                pre_vote: request.pre_vote,
+                granted: false,
+            }),
             _ => return,
         };
         self.send_now(Message { from: self.id, to, term, body });
@@ -396,7 +407,7 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader_hint: self.leader_id });
         }
-        let size = Entry { index: 0, term: 0, payload: EntryPayload::Command(command.clone()) }.size_bytes();
+        let size = Entry::size_bytes_of_command(command.len());
         if self.uncommitted_bytes > 0 && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes {
             return Err(ProposeError::ProposalDropped);
         }
@@ -442,6 +453,7 @@ impl Raft {
         for id in self.configuration.members() {
             self.progress.insert(id, Progress::new(next_index));
         }
+        self.peers = self.progress.keys().copied().filter(|&id| id != self.id).collect();
         let own = self.progress.entry(self.id).or_insert_with(|| Progress::new(next_index));
         own.match_index = self.log.persisted_index();
         own.become_replicate();
@@ -464,6 +476,7 @@ impl Raft {
         self.reset_election_timer();
         self.votes.clear();
         self.progress.clear();
+        self.peers.clear();
         self.uncommitted_bytes = 0;
         self.term_start_index = 0;
         self.reads.fail_all(crate::error::ReadIndexError::SteppedDown);
@@ -509,8 +522,11 @@ impl Raft {
 
     /// Queues a message that may leave only once `needs` is durable.
     pub(crate) fn send_when_durable(&mut self, message: Message, needs: Durability) {
-        self.held.push(HeldMessage { message, needs });
-        self.release_held();
+        match self.durability_of(&needs) {
+            Some(true) => self.outbox.push(message),
+            Some(false) => self.held.push(HeldMessage { message, needs }),
+            None => unreachable!("{self}: a new message cannot wait for a truncated entry"),
+        }
     }
 
     /// Moves held messages whose promise is now durable to the outbox; drops those whose promise was
@@ -553,12 +569,15 @@ impl Raft {
             || self.log.has_unstable()
             || self.applying < self.commit.min(self.log.persisted_index())
             || self.reads.has_output()
-            || (self.role == Role::Leader && self.has_appends_to_send())
+            || (self.role == Role::Leader && (self.has_appends_to_send() || self.reads.wants_round()))
     }
 
     /// Collects the work for the caller. See [`Ready`] for the order in which to do it.
     pub fn ready(&mut self) -> Ready {
         if self.role == Role::Leader {
+            if self.reads.wants_round() {
+                self.broadcast_heartbeat();
+            }
             self.send_appends();
         }
         let hard_state = self.hard_state();
@@ -570,7 +589,8 @@ impl Raft {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
         });
-        let apply_to = self.commit.min(self.log.persisted_index());
+        let limit = self.config.max_committed_entries_per_ready as Index;
+        let apply_to = self.commit.min(self.log.persisted_index()).min(self.applying + limit);
         let committed_entries = if apply_to > self.applying {
             let entries = self.log.slice(self.applying + 1, apply_to).to_vec();
             assert_eq!(entries.len() as Index, apply_to - self.applying, "{self}: committed entries missing");
@@ -580,6 +600,7 @@ impl Raft {
             Vec::new()
         };
         let (read_states, failed_reads) = self.reads.take_output();
+        self.debug_check_invariants();
         Ready {
             hard_state: changed_hard_state,
             entries,
@@ -622,6 +643,7 @@ impl Raft {
             _ => {}
         }
         self.release_held();
+        self.debug_check_invariants();
     }
 
     /// The caller applied every committed entry handed out so far.
@@ -650,6 +672,40 @@ impl Raft {
         }
         assert!(index <= self.log.last_index(), "{self}: commit to {index} beyond the log");
         self.commit = index;
+    }
+}
+
+impl Raft {
+    /// Checks the invariants stated in the field docs (debug builds, which include the test profile).
+    fn debug_check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let last_index = self.log.last_index();
+        debug_assert!(self.commit <= last_index, "{self}: commit beyond the log");
+        debug_assert!(self.applied <= self.applying, "{self}: applied beyond handed out");
+        debug_assert!(self.applying <= self.commit, "{self}: handed out uncommitted entries");
+        debug_assert!(self.applying <= self.log.persisted_index(), "{self}: handed out undurable entries");
+        debug_assert!(self.persisted_hard_state.term <= self.term, "{self}: durable term ahead of memory");
+        if self.role == Role::Leader {
+            debug_assert_eq!(self.leader_id, Some(self.id), "{self}: a leader leads");
+            debug_assert!(
+                self.vote == Some(self.id) || injected!(self, DoubleVote),
+                "{self}: a leader voted for itself"
+            );
+            debug_assert!(
+                self.commit < self.term_start_index
+                    || self.log.term_at(self.term_start_index) == Some(self.term)
+            );
+            for (id, pr) in &self.progress {
+                debug_assert!(pr.match_index <= last_index, "{self}: {id} matches beyond the log ({pr})");
+                debug_assert!(pr.match_index < pr.next_index, "{self}: {id} has next <= match ({pr})");
+            }
+            let own = self.progress.get(&self.id).map_or(0, |pr| pr.match_index);
+            debug_assert!(own <= self.log.persisted_index(), "{self}: counts undurable entries for itself");
+        } else {
+            debug_assert!(self.progress.is_empty(), "{self}: only a leader tracks progress");
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 //!
 //! Rounds are numbered. Every heartbeat broadcast is a new round; a read arriving while round `r` is the
 //! latest sent needs round `r + 1`. Many reads share a round, and a read never rides on a round that was
-//! already out when it arrived. A read that arrives while no round is outstanding starts one at once.
+//! already out when it arrived. When reads wait and no round is outstanding, the next `Ready` starts one
+//! at once instead of waiting for the heartbeat timer; every read that arrived before that `Ready` shares
+//! it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -76,6 +78,12 @@ impl ReadOnly {
         (std::mem::take(&mut self.ready), std::mem::take(&mut self.failed))
     }
 
+    /// True if reads wait for a round that has not started and no round is out: the leader then starts
+    /// one at once rather than waiting for the next heartbeat.
+    pub fn wants_round(&self) -> bool {
+        self.confirmed >= self.round && self.pending.back().is_some_and(|read| read.needs_round > self.round)
+    }
+
     /// Number of reads waiting.
     pub fn pending_count(&self) -> usize {
         self.pending.len()
@@ -100,10 +108,8 @@ impl Raft {
         let index = self.commit.max(self.term_start_index);
         let needs_round = self.reads.round + 1;
         self.reads.pending.push_back(PendingRead { ctx, index, needs_round });
-        if self.reads.confirmed >= self.reads.round {
-            // No round is out: start one now rather than wait for the next heartbeat.
-            self.broadcast_heartbeat();
-        }
+        // The round itself starts when the next `Ready` is collected (see `wants_round`), so that every
+        // read arriving before then shares it.
         Ok(())
     }
 
@@ -113,7 +119,7 @@ impl Raft {
     }
 
     /// Recounts the confirmed round and releases the reads it covers, once the leader has committed an
-    /// entry of its term. If reads still wait and no round is out, starts the next one.
+    /// entry of its term.
     pub(crate) fn maybe_confirm_reads(&mut self) {
         if self.role != Role::Leader {
             return;
@@ -137,10 +143,6 @@ impl Raft {
             self.reads.pending.pop_front();
             debug_assert!(read.index <= self.commit, "{self}: read index {} above commit", read.index);
             self.reads.ready.push(ReadState { ctx: read.ctx, index: read.index });
-        }
-        let waiting = self.reads.pending.front().is_some_and(|read| read.needs_round > self.reads.round);
-        if waiting && self.reads.confirmed >= self.reads.round {
-            self.broadcast_heartbeat();
         }
     }
 }

@@ -14,7 +14,9 @@ use crate::types::{Entry, HardState, Index, NodeId, Term};
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 #[must_use = "a Ready holds state to persist and messages to send"]
 pub struct Ready {
-    /// The hard state to write, if it changed since the last `Ready`.
+    /// The hard state to write, if it changed since the last `Ready`. Its `commit` may name entries that
+    /// arrive in this same `Ready`: make `entries` durable no later than the hard state (write them first,
+    /// or both in one atomic batch), so a recovered commit index never points past the recovered log.
     pub hard_state: Option<HardState>,
     /// Entries to write. If `entries[0].index` is at or below the last index already written, storage
     /// must first discard everything from `entries[0].index` on (a new leader overwrote a suffix).
@@ -24,7 +26,9 @@ pub struct Ready {
     /// [`crate::Raft::on_persisted`] has covered what they promise.
     pub messages: Vec<Message>,
     /// Committed entries to apply to the state machine, in log order, each exactly once across all
-    /// `Ready`s. They are all durable on this node too.
+    /// `Ready`s (after a restart, from the snapshot on). They are all durable on this node too, so a
+    /// follower applies an entry one `Ready` after it persisted it. At most
+    /// [`crate::Config::max_committed_entries_per_ready`] of them.
     pub committed_entries: Vec<Entry>,
     /// ReadIndex reads confirmed by a quorum: answer each once the state machine has applied `index`.
     pub read_states: Vec<ReadState>,

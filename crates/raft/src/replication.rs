@@ -14,7 +14,7 @@ impl Raft {
     /// True if some follower is owed an append: entries it has not been sent, a probe, or news of a
     /// commit index it could use.
     pub(crate) fn has_appends_to_send(&self) -> bool {
-        self.progress.keys().any(|&id| id != self.id && self.append_is_due(id))
+        self.peers.iter().any(|&id| self.append_is_due(id))
     }
 
     fn append_is_due(&self, to: NodeId) -> bool {
@@ -34,8 +34,8 @@ impl Raft {
     /// Sends every append that is due. Called when a `Ready` is collected, so that all proposals made
     /// since the last one travel together (batching), and a commit advance is announced once.
     pub(crate) fn send_appends(&mut self) {
-        let followers: Vec<NodeId> = self.progress.keys().copied().filter(|&id| id != self.id).collect();
-        for to in followers {
+        for i in 0..self.peers.len() {
+            let to = self.peers[i];
             // Pipelining: keep sending while entries remain and the in-flight window has room.
             let mut sent = 0;
             while self.append_is_due(to) && sent < self.config.max_inflight_messages {
@@ -78,20 +78,13 @@ impl Raft {
         true
     }
 
-    /// One heartbeat to every follower; also starts a new ReadIndex confirmation round (§6.4), and
-    /// re-probes followers whose in-flight appends went unanswered for a whole heartbeat interval (the
-    /// network lost something; without this a full window would wait forever).
+    /// One heartbeat to every follower; also starts a new ReadIndex confirmation round (§6.4).
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_elapsed = 0;
         let round = self.reads.start_round();
-        let followers: Vec<NodeId> = self.progress.keys().copied().filter(|&id| id != self.id).collect();
-        for to in followers {
-            let pr = self.progress.get_mut(&to).expect("progress exists for every follower");
-            if pr.state == ProgressState::Replicate && pr.inflight_count() > 0 && !pr.answered_since_heartbeat
-            {
-                pr.become_probe();
-            }
-            pr.answered_since_heartbeat = false;
+        for i in 0..self.peers.len() {
+            let to = self.peers[i];
+            let pr = &self.progress[&to];
             // Never tell a follower a commit index beyond what it is known to hold: it could not verify it.
             let commit = self.commit.min(pr.match_index);
             let body = MessageBody::Heartbeat(Heartbeat { commit, read_round: round });
@@ -191,8 +184,9 @@ impl Raft {
                 _ => self.log.term_at(prev_log_index).expect("committed entries are held"),
             };
             if entries.is_empty() {
-                // Everything in this append is already committed here: acknowledge what we know matches.
-                self.acknowledge_append(from, prev_log_index);
+                // Everything in this append is already committed here. Our log matches any current
+                // leader's up to our commit index, so acknowledge that much (etcd-io/raft does the same).
+                self.acknowledge_append(from, self.commit);
                 return;
             }
         }

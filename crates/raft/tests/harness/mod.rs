@@ -178,7 +178,6 @@ impl Cluster {
             if !node.raft.has_ready() {
                 return;
             }
-            let role_before = (node.raft.role(), node.raft.term());
             let ready = node.raft.ready();
             // 1. Persist, then report it (or queue the write for later with asynchronous persistence).
             if let Some(mark) = ready.persist_mark {
@@ -218,11 +217,6 @@ impl Cluster {
             node.failed_reads.extend(ready.failed_reads);
             // 4. Advance.
             node.raft.advance();
-            let role_after = (node.raft.role(), node.raft.term());
-            if self.trace_enabled && role_after != role_before {
-                let raft = &self.nodes[&id].raft;
-                let _ = writeln!(self.trace, "{raft}");
-            }
         }
         panic!("node {id} never ran out of Ready work");
     }
@@ -249,8 +243,22 @@ impl Cluster {
         if self.down.contains(&id) {
             return;
         }
+        let before = self.role_of(id);
         self.raft_mut(id).tick();
         self.process(id);
+        self.trace_role_change(id, before);
+    }
+
+    fn role_of(&self, id: NodeId) -> (Role, Term) {
+        (self.raft(id).role(), self.raft(id).term())
+    }
+
+    /// Adds `=> node 1 leader t8 ...` to the trace if `id` changed role or term.
+    fn trace_role_change(&mut self, id: NodeId, before: (Role, Term)) {
+        if self.trace_enabled && self.role_of(id) != before {
+            let line = format!("=> {}", self.raft(id));
+            let _ = writeln!(self.trace, "{line}");
+        }
     }
 
     pub fn tick_all(&mut self) {
@@ -269,9 +277,31 @@ impl Cluster {
         if self.trace_enabled {
             let _ = writeln!(self.trace, "  {message}");
         }
+        let before = self.role_of(to);
         self.raft_mut(to).step(message).expect("well-formed message");
         self.process(to);
+        self.trace_role_change(to, before);
         true
+    }
+
+    /// Delivers the in-flight message at `position` (the network reordered it), if there is one.
+    pub fn deliver_at(&mut self, position: usize) {
+        if let Some(message) = self.in_flight.remove(position) {
+            self.in_flight.push_front(message);
+            self.deliver_one();
+        }
+    }
+
+    /// Loses the in-flight message at `position`, if there is one.
+    pub fn drop_at(&mut self, position: usize) {
+        self.in_flight.remove(position);
+    }
+
+    /// Duplicates the in-flight message at `position`, if there is one.
+    pub fn duplicate_at(&mut self, position: usize) {
+        if let Some(message) = self.in_flight.get(position).cloned() {
+            self.in_flight.push_back(message);
+        }
     }
 
     /// Delivers messages until none is left. Returns how many were delivered.
@@ -284,6 +314,41 @@ impl Cluster {
         delivered
     }
 
+    /// Delivers messages until `done` holds (checked before each delivery) or none is left. Returns
+    /// whether `done` holds.
+    pub fn deliver_until(&mut self, done: impl Fn(&Cluster) -> bool) -> bool {
+        for _ in 0..100_000 {
+            if done(self) {
+                return true;
+            }
+            if !self.deliver_one() {
+                return done(self);
+            }
+        }
+        panic!("cluster never went quiet");
+    }
+
+    /// Removes every in-flight message matching `drop` (the network lost them).
+    pub fn drop_in_flight(&mut self, drop: impl Fn(&Message) -> bool) {
+        self.in_flight.retain(|m| !drop(m));
+    }
+
+    /// Delivers everything, losing the messages that match `drop`, until none is left.
+    pub fn deliver_all_except(&mut self, drop: impl Fn(&Message) -> bool) {
+        for _ in 0..100_000 {
+            self.drop_in_flight(&drop);
+            if !self.deliver_one() {
+                return;
+            }
+        }
+        panic!("cluster never went quiet");
+    }
+
+    /// Turns asynchronous persistence on or off for `id` (off: the harness persists each Ready at once).
+    pub fn set_async_persist(&mut self, id: NodeId, on: bool) {
+        self.nodes.get_mut(&id).expect("node exists").async_persist = on;
+    }
+
     /// Ticks every live node once and delivers everything, `ticks` times.
     pub fn run(&mut self, ticks: u64) {
         for _ in 0..ticks {
@@ -292,12 +357,16 @@ impl Cluster {
         }
     }
 
-    /// Ticks only `id` until it starts an election, then delivers everything. Returns its role after.
+    /// Ticks only `id` until it starts a new (pre-)election, then delivers everything. Returns its role
+    /// after.
     pub fn campaign(&mut self, id: NodeId) -> Role {
         let limit = 2 * self.nodes[&id].config.election_timeout_ticks + 1;
+        let is_vote_request = |m: &Message| m.from == id && matches!(m.body, MessageBody::VoteRequest(_));
+        let requests_before = self.sent.iter().filter(|m| is_vote_request(m)).count();
         for _ in 0..limit {
             self.tick(id);
-            if self.raft(id).role() != Role::Follower {
+            let requests = self.sent.iter().filter(|m| is_vote_request(m)).count();
+            if requests > requests_before || self.raft(id).role() == Role::Leader {
                 break;
             }
         }
@@ -338,6 +407,11 @@ impl Cluster {
     pub fn isolate(&mut self, id: NodeId) {
         let others: Vec<NodeId> = self.ids().into_iter().filter(|&o| o != id).collect();
         self.partition(&[&[id], &others]);
+    }
+
+    /// Restores the one directed link `from -> to`.
+    pub fn heal_one_way(&mut self, from: NodeId, to: NodeId) {
+        self.cut.remove(&(from, to));
     }
 
     pub fn heal(&mut self) {
