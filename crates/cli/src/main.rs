@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_disk;
+mod check;
+mod sim;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +26,16 @@ enum Command {
     Version,
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
+    /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
+    Sim(sim::SimArgs),
+    /// Check a Jepsen-style EDN history for linearizability: exit 0 linearizable, 1 not, 2 undecided
+    /// within the search budget, 3 unreadable input or bad arguments. See `raftkv check --help`.
+    // The flags are parsed in check.rs so that a usage error exits 3, never clap's 2 ("undecided").
+    #[command(disable_help_flag = true)]
+    Check {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,5 +46,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::BenchDisk(args) => bench_disk::run(args),
+        Command::Sim(args) => sim::run(args),
+        Command::Check { args } => check::run(args),
     }
 }

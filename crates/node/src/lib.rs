@@ -1,1 +1,28 @@
-//! (being written)
+//! The glue both worlds share: the server and the simulator run exactly this code between the network and
+//! the consensus core, so every seeded simulation exercises what production runs.
+//!
+//! A [`Node`] owns one consensus core ([`raft::Raft`]), its durable storage ([`storage::Storage`]) and the
+//! replicated state machine ([`kv::KvStateMachine`]), and drives the core's `Ready` loop in the order the
+//! core's contract demands:
+//!
+//! 1. **persist** the hard state and entries (one write, one fsync), then tell the core what is durable;
+//! 2. **send** the messages the core released (vote grants and append acks only ever appear after step 1
+//!    made durable what they promise);
+//! 3. **apply** committed entries to the state machine, in order, and answer the clients waiting on them;
+//! 4. serve **reads** whose read index the state machine has reached; then **advance** the core.
+//!
+//! Around that loop it keeps what clients need: a session so the node's own retries apply at most once
+//! ([`session`]), commands in flight with their retries and deadlines ([`pending`]), ReadIndex reads
+//! ([`reads`]), and forwarding from followers to the leader ([`peer`]).
+
+pub mod io;
+mod node;
+pub mod peer;
+pub mod pending;
+pub mod reads;
+pub mod session;
+
+pub use io::{Clock, NoObserver, Observer, Transport};
+pub use node::{errors, Completion, Consistency, Node, NodeError, NodeTiming};
+pub use peer::PeerMessage;
+pub use pending::ClientToken;

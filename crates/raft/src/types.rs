@@ -42,14 +42,19 @@ impl Entry {
     /// Bytes this entry counts for in message-size and uncommitted-size limits: the payload plus a fixed
     /// allowance for index and term.
     pub fn size_bytes(&self) -> usize {
-        const HEADER_BYTES: usize = 16;
-        HEADER_BYTES
-            + match &self.payload {
-                EntryPayload::Noop => 0,
-                EntryPayload::Command(data) => data.len(),
-                EntryPayload::Config(config) => 8 * config.member_count(),
-            }
+        match &self.payload {
+            EntryPayload::Noop => Self::HEADER_BYTES,
+            EntryPayload::Command(data) => Self::size_bytes_of_command(data.len()),
+            EntryPayload::Config(config) => Self::HEADER_BYTES + 8 * config.member_count(),
+        }
     }
+
+    /// [`Entry::size_bytes`] of an entry carrying a command of `len` bytes.
+    pub fn size_bytes_of_command(len: usize) -> usize {
+        Self::HEADER_BYTES + len
+    }
+
+    const HEADER_BYTES: usize = 16;
 }
 
 impl fmt::Display for Entry {

@@ -1,0 +1,33 @@
+//! The three things the outside world gives a node. The server implements them with TCP, the system
+//! clock and metrics; the simulator with its network, its simulated time and its safety checker. The node
+//! glue is the same code in both, so the simulator tests what production runs.
+
+use raft::{Entry, HardState, NodeId};
+
+use crate::peer::PeerMessage;
+
+/// Sends messages to other nodes. Best effort: Raft tolerates loss, so a full queue may drop.
+pub trait Transport {
+    fn send(&mut self, to: NodeId, message: PeerMessage);
+}
+
+/// The node's wall clock, used only to stamp the leader's time into new entries (so the state machine
+/// never reads a clock itself: every replica computes the same expiry).
+pub trait Clock {
+    /// Milliseconds since the Unix epoch (or, in the simulator, since the run began).
+    fn now_ms(&self) -> u64;
+}
+
+/// Hooks for whoever watches the node: the simulator's safety checks, the server's metrics. Every method
+/// has an empty default.
+pub trait Observer {
+    /// `hard_state` and `entries` are now durable (entries may overwrite a suffix from `entries[0].index`).
+    fn persisted(&mut self, _hard_state: Option<&HardState>, _entries: &[Entry]) {}
+    /// The state machine applied `entry`.
+    fn applied(&mut self, _entry: &Entry) {}
+}
+
+/// An observer that watches nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}

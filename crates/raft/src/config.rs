@@ -1,0 +1,119 @@
+//! A node's settings: identity, timing (in ticks), limits, optional protocol extensions, and the seed of
+//! its random number generator.
+
+use crate::error::ConfigError;
+use crate::types::NodeId;
+
+/// A test-only switch that breaks one safety rule, so the simulator can prove it notices (issue 4,
+/// "Teeth"). Exists only with the `inject-bugs` feature, which no release build enables.
+#[cfg(feature = "inject-bugs")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InjectedBug {
+    /// Grant a vote to a second candidate in a term that already has this node's vote (breaks §5.2).
+    DoubleVote,
+    /// Commit the highest majority-replicated index even if its entry is from an earlier term (the
+    /// mistake of Figure 8, §5.4.2).
+    CommitOldTermByCounting,
+    /// Acknowledge appended entries before they are durable (breaks the durability rule).
+    AckBeforePersist,
+    /// Answer `read_index` at once from the local commit index, without a confirmation round (§6.4).
+    StaleLeaderRead,
+}
+
+/// Settings of one node. Times are in ticks of the caller's logical clock.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Config {
+    /// This node's id; never 0.
+    pub id: NodeId,
+    /// Minimum election timeout. The actual timeout is drawn anew from `[min, 2 * min)` each time the
+    /// timer resets (§5.2), from the node's own RNG. Also the leader-stickiness window and the
+    /// check-quorum period.
+    pub election_timeout_ticks: u64,
+    /// How often a leader sends heartbeats. Must be below the election timeout.
+    pub heartbeat_interval_ticks: u64,
+    /// At most this many entries in one AppendEntries.
+    pub max_entries_per_message: usize,
+    /// At most this many entry bytes in one AppendEntries (a single larger entry still goes alone).
+    pub max_bytes_per_message: usize,
+    /// At most this many unacknowledged AppendEntries per follower (pipelining window).
+    pub max_inflight_messages: usize,
+    /// A leader refuses new proposals while this many bytes of its own proposals are uncommitted (a
+    /// single proposal is always accepted when nothing is uncommitted).
+    pub max_uncommitted_bytes: usize,
+    /// At most this many ReadIndex reads wait for confirmation at once.
+    pub max_pending_reads: usize,
+    /// At most this many committed entries in one `Ready` (a restarted node replaying a long log gets
+    /// them over several).
+    pub max_committed_entries_per_ready: usize,
+    /// Run a pre-vote round before a real election (dissertation §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within an election timeout steps down (§6.2). Leader
+    /// stickiness (ignoring vote requests while a leader was heard recently) is on only with this: it
+    /// needs a cut-off leader to fall silent.
+    pub check_quorum: bool,
+    /// Seed of the node's RNG; mixed with `id`, so equal seeds on different nodes still give different
+    /// timeouts.
+    pub rng_seed: u64,
+    /// Test-only: break one safety rule on purpose.
+    #[cfg(feature = "inject-bugs")]
+    pub injected_bug: Option<InjectedBug>,
+}
+
+impl Config {
+    /// Defaults that suit a simulator and a LAN alike with a 10 ms tick: election after 100–200 ms,
+    /// heartbeats every 20 ms.
+    pub fn new(id: NodeId) -> Config {
+        Config {
+            id,
+            election_timeout_ticks: 10,
+            heartbeat_interval_ticks: 2,
+            max_entries_per_message: 256,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_messages: 64,
+            max_uncommitted_bytes: 64 << 20,
+            max_pending_reads: 4096,
+            max_committed_entries_per_ready: 4096,
+            pre_vote: true,
+            check_quorum: true,
+            rng_seed: 0,
+            #[cfg(feature = "inject-bugs")]
+            injected_bug: None,
+        }
+    }
+
+    /// Checks that these settings can work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return Err(ConfigError::ZeroHeartbeatInterval);
+        }
+        if self.election_timeout_ticks <= self.heartbeat_interval_ticks {
+            return Err(ConfigError::ElectionTimeoutTooShort {
+                election: self.election_timeout_ticks,
+                heartbeat: self.heartbeat_interval_ticks,
+            });
+        }
+        let limits = [
+            ("max_entries_per_message", self.max_entries_per_message),
+            ("max_bytes_per_message", self.max_bytes_per_message),
+            ("max_inflight_messages", self.max_inflight_messages),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
+            ("max_pending_reads", self.max_pending_reads),
+            ("max_committed_entries_per_ready", self.max_committed_entries_per_ready),
+        ];
+        for (field, value) in limits {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit { field });
+            }
+        }
+        Ok(())
+    }
+
+    /// True if the given bug is switched on (always false without the `inject-bugs` feature).
+    #[cfg(feature = "inject-bugs")]
+    pub(crate) fn has_bug(&self, bug: InjectedBug) -> bool {
+        self.injected_bug == Some(bug)
+    }
+}

@@ -1,0 +1,66 @@
+//! The failures a caller, a peer or the network can cause. Each is a typed error and never a panic; a
+//! broken invariant inside the core is a bug and panics instead (see the crate docs).
+
+use thiserror::Error;
+
+use crate::types::{Index, NodeId, Term};
+
+/// A message refused by [`crate::Raft::step`] because it is malformed or misaddressed. Refusing it leaves
+/// the node's state untouched.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum StepError {
+    #[error("message has no sender (from = 0)")]
+    NoSender,
+    #[error("message from node {id} is addressed to itself")]
+    SelfAddressed { id: NodeId },
+    #[error("message for node {to} was delivered to node {receiver}")]
+    WrongRecipient { to: NodeId, receiver: NodeId },
+    #[error("message carries term 0, which no server ever has")]
+    ZeroTerm,
+    #[error("log term {log_term} in the message is above the message's own term {term}")]
+    LogTermAboveMessageTerm { log_term: Term, term: Term },
+    #[error("entries are not consecutive: expected index {expected}, found {found}")]
+    NonConsecutiveEntries { expected: Index, found: Index },
+    #[error("entry terms decrease at index {index}")]
+    DecreasingEntryTerms { index: Index },
+}
+
+/// Why [`crate::Raft::propose`] did not append a command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum ProposeError {
+    /// Only the leader appends to the log; `leader_hint` is the leader this node knows of, if any.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    /// The leader already holds `max_uncommitted_bytes` of uncommitted proposals; try again later.
+    #[error("proposal dropped: too many uncommitted bytes")]
+    ProposalDropped,
+}
+
+/// Why [`crate::Raft::read_index`] refused a read, or why a read that was accepted later failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum ReadIndexError {
+    /// Only the leader serves ReadIndex reads; `leader_hint` is the leader this node knows of, if any.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    /// The leader lost its leadership before it could confirm the read; retry on the new leader.
+    #[error("leader stepped down before the read was confirmed")]
+    SteppedDown,
+    /// The leader already has `max_pending_reads` reads waiting for confirmation.
+    #[error("too many pending reads")]
+    TooManyPendingReads,
+}
+
+/// A [`crate::Config`] that cannot work.
+#[derive(Clone, PartialEq, Eq, Debug, Error)]
+pub enum ConfigError {
+    #[error("node id must not be 0 (0 means nobody)")]
+    ZeroId,
+    #[error("heartbeat_interval_ticks must be at least 1")]
+    ZeroHeartbeatInterval,
+    #[error(
+        "election_timeout_ticks ({election}) must be greater than heartbeat_interval_ticks ({heartbeat})"
+    )]
+    ElectionTimeoutTooShort { election: u64, heartbeat: u64 },
+    #[error("{field} must be at least 1")]
+    ZeroLimit { field: &'static str },
+}

@@ -1,0 +1,191 @@
+//! The messages Raft servers exchange (Figure 2's RPCs, as one-way messages), and their validation.
+//!
+//! Requests and responses are separate messages, as in etcd-io/raft: the core never waits for an answer,
+//! it reacts to whatever arrives. Every message carries the sender's term, which [`crate::Raft::step`]
+//! checks once before anything else.
+//!
+//! Each type has a compact [`Display`](fmt::Display) for scenario output, e.g.
+//! `1->2 t3 app prev=5@2 [6@3 7@3] commit=4`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StepError;
+use crate::types::{Entry, Index, NodeId, Term};
+
+/// One message from one server to another.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's current term (for a pre-vote request: the term it would campaign in; for a granted
+    /// pre-vote: the term of the request it answers).
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+/// What a message says. Non-exhaustive: snapshots (InstallSnapshot) and leadership transfer (TimeoutNow)
+/// arrive in later versions.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MessageBody {
+    VoteRequest(VoteRequest),
+    VoteResponse(VoteResponse),
+    AppendRequest(AppendRequest),
+    AppendResponse(AppendResponse),
+    Heartbeat(Heartbeat),
+    HeartbeatResponse(HeartbeatResponse),
+}
+
+/// RequestVote (§5.2), or its pre-vote twin (dissertation §9.6) which asks "would you vote for me?"
+/// without anyone changing term.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct VoteRequest {
+    pub pre_vote: bool,
+    /// Index and term of the candidate's last log entry, for the up-to-date check of §5.4.1.
+    pub last_log_index: Index,
+    pub last_log_term: Term,
+    /// Set when the current leader asked the candidate to take over (dissertation §3.10): such a request
+    /// is exempt from leader stickiness.
+    pub leadership_transfer: bool,
+}
+
+/// The answer to a [`VoteRequest`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct VoteResponse {
+    pub pre_vote: bool,
+    pub granted: bool,
+}
+
+/// AppendEntries (§5.3): entries to append after `prev_log_index`, and the leader's commit index.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AppendRequest {
+    pub prev_log_index: Index,
+    pub prev_log_term: Term,
+    /// Consecutive entries starting at `prev_log_index + 1`; may be empty (a probe).
+    pub entries: Vec<Entry>,
+    pub leader_commit: Index,
+}
+
+/// The answer to an [`AppendRequest`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum AppendResponse {
+    /// The follower's log now matches the leader's up to `match_index`, durably.
+    Accepted { match_index: Index },
+    /// The consistency check failed at `rejected_prev_index`. `hint_index`/`hint_term` name the largest
+    /// index at or below it whose term is at most the leader's `prev_log_term` (see
+    /// [`crate::log::AppendRejection`]); `last_index` is the follower's last log index.
+    Rejected { rejected_prev_index: Index, hint_index: Index, hint_term: Term, last_index: Index },
+}
+
+/// The leader's heartbeat (§5.2): asserts leadership, carries the commit index (capped at what this
+/// follower is known to hold), and the round number that ReadIndex confirmations count (§6.4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub commit: Index,
+    pub read_round: u64,
+}
+
+/// The answer to a [`Heartbeat`], echoing its round.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub read_round: u64,
+}
+
+impl Message {
+    /// True for a message only a leader sends (append or heartbeat).
+    pub fn is_from_leader(&self) -> bool {
+        matches!(self.body, MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_))
+    }
+
+    /// Checks what can be checked without any state: a message that fails here is malformed (a bug or
+    /// corruption on the sender's side) and is refused with a typed error.
+    pub fn validate(&self, receiver: NodeId) -> Result<(), StepError> {
+        if self.from == 0 {
+            return Err(StepError::NoSender);
+        }
+        if self.from == self.to {
+            return Err(StepError::SelfAddressed { id: self.from });
+        }
+        if self.to != receiver {
+            return Err(StepError::WrongRecipient { to: self.to, receiver });
+        }
+        if self.term == 0 {
+            return Err(StepError::ZeroTerm);
+        }
+        match &self.body {
+            MessageBody::VoteRequest(request) if request.last_log_term > self.term => {
+                Err(StepError::LogTermAboveMessageTerm { log_term: request.last_log_term, term: self.term })
+            }
+            MessageBody::AppendRequest(request) => request.validate(self.term),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl AppendRequest {
+    fn validate(&self, term: Term) -> Result<(), StepError> {
+        if self.prev_log_term > term {
+            return Err(StepError::LogTermAboveMessageTerm { log_term: self.prev_log_term, term });
+        }
+        let mut previous_term = self.prev_log_term;
+        for (expected_index, entry) in (self.prev_log_index + 1..).zip(&self.entries) {
+            if entry.index != expected_index {
+                return Err(StepError::NonConsecutiveEntries {
+                    expected: expected_index,
+                    found: entry.index,
+                });
+            }
+            if entry.term > term {
+                return Err(StepError::LogTermAboveMessageTerm { log_term: entry.term, term });
+            }
+            if entry.term < previous_term {
+                return Err(StepError::DecreasingEntryTerms { index: entry.index });
+            }
+            previous_term = entry.term;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}->{} t{} ", self.from, self.to, self.term)?;
+        match &self.body {
+            MessageBody::VoteRequest(r) => {
+                let kind = if r.pre_vote { "prevote" } else { "vote" };
+                write!(f, "{kind}? last={}@{}", r.last_log_index, r.last_log_term)?;
+                if r.leadership_transfer {
+                    write!(f, " transfer")?;
+                }
+                Ok(())
+            }
+            MessageBody::VoteResponse(r) => {
+                let kind = if r.pre_vote { "prevote" } else { "vote" };
+                write!(f, "{kind} {}", if r.granted { "yes" } else { "no" })
+            }
+            MessageBody::AppendRequest(r) => {
+                write!(f, "app prev={}@{} [", r.prev_log_index, r.prev_log_term)?;
+                for (i, entry) in r.entries.iter().enumerate() {
+                    write!(f, "{}{entry}", if i > 0 { " " } else { "" })?;
+                }
+                write!(f, "] commit={}", r.leader_commit)
+            }
+            MessageBody::AppendResponse(AppendResponse::Accepted { match_index }) => {
+                write!(f, "app ok match={match_index}")
+            }
+            MessageBody::AppendResponse(AppendResponse::Rejected {
+                rejected_prev_index,
+                hint_index,
+                hint_term,
+                last_index,
+            }) => write!(
+                f,
+                "app reject prev={rejected_prev_index} hint={hint_index}@{hint_term} last={last_index}"
+            ),
+            MessageBody::Heartbeat(h) => write!(f, "hb commit={} round={}", h.commit, h.read_round),
+            MessageBody::HeartbeatResponse(h) => write!(f, "hb ok round={}", h.read_round),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What the core hands to its caller: a [`Ready`] batch of work, and the [`PersistMark`] the caller gives
+//! back once that work is durable. The order of effects is the caller's contract; see the crate docs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReadIndexError;
+use crate::message::Message;
+use crate::types::{Entry, HardState, Index, NodeId, Term};
+
+/// One batch of work for the caller. Do it in this order: persist (`hard_state`, `entries`), then call
+/// [`crate::Raft::on_persisted`] with `persist_mark`; send `messages`; apply `committed_entries`; answer
+/// `read_states` once the state machine has applied up to each read's index; then
+/// [`crate::Raft::advance`].
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[must_use = "a Ready holds state to persist and messages to send"]
+pub struct Ready {
+    /// The hard state to write, if it changed since the last `Ready`. Its `commit` may name entries that
+    /// arrive in this same `Ready`: make `entries` durable no later than the hard state (write them first,
+    /// or both in one atomic batch), so a recovered commit index never points past the recovered log.
+    pub hard_state: Option<HardState>,
+    /// Entries to write. If `entries[0].index` is at or below the last index already written, storage
+    /// must first discard everything from `entries[0].index` on (a new leader overwrote a suffix).
+    pub entries: Vec<Entry>,
+    /// Messages that may be sent right away, in any order. Messages that promise durable state (vote
+    /// grants, a candidate's vote requests, append acknowledgements) only ever appear here once
+    /// [`crate::Raft::on_persisted`] has covered what they promise.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply to the state machine, in log order, each exactly once across all
+    /// `Ready`s (after a restart, from the snapshot on). They are all durable on this node too, so a
+    /// follower applies an entry one `Ready` after it persisted it. At most
+    /// [`crate::Config::max_committed_entries_per_ready`] of them.
+    pub committed_entries: Vec<Entry>,
+    /// ReadIndex reads confirmed by a quorum: answer each once the state machine has applied `index`.
+    pub read_states: Vec<ReadState>,
+    /// ReadIndex reads that can no longer be confirmed (the leader stepped down); retry elsewhere.
+    pub failed_reads: Vec<FailedRead>,
+    /// Present when there is something to persist: pass it to [`crate::Raft::on_persisted`] once
+    /// `hard_state` and `entries` (and everything from earlier `Ready`s) are durable.
+    pub persist_mark: Option<PersistMark>,
+}
+
+/// What became durable: the hard state of one `Ready`, and the log up to `(last_index, last_term)`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PersistMark {
+    pub hard_state: HardState,
+    pub last_index: Index,
+    pub last_term: Term,
+}
+
+/// A read that is now safe to serve at `index` (§6.4): the leader confirmed its leadership after the read
+/// arrived, so the state machine at `index` reflects every write committed before the read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadState {
+    pub ctx: u64,
+    pub index: Index,
+}
+
+/// A read that failed after `read_index` accepted it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FailedRead {
+    pub ctx: u64,
+    pub reason: ReadIndexError,
+}
+
+/// What a held message waits for before it may leave (the durability rule of DESIGN.md).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Durability {
+    /// The hard state must be durable at this term, with this vote if `vote` is set (or at a later term,
+    /// which makes the vote unnecessary: nobody votes in a term it has durably left).
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    /// The log must be durable up to this entry `(index, term)`.
+    pub log: Option<(Index, Term)>,
+}
+
+/// A message waiting for durability.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldMessage {
+    pub message: Message,
+    pub needs: Durability,
+}

@@ -1,0 +1,43 @@
+//! Messages cross the network as postcard (the transport's choice): every variant must round-trip.
+
+mod harness;
+
+use harness::entry;
+use raft::{
+    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message, MessageBody, VoteRequest,
+    VoteResponse,
+};
+
+#[test]
+fn every_message_round_trips_through_postcard() {
+    let bodies = [
+        MessageBody::VoteRequest(VoteRequest {
+            pre_vote: true,
+            last_log_index: 7,
+            last_log_term: 3,
+            leadership_transfer: false,
+        }),
+        MessageBody::VoteResponse(VoteResponse { pre_vote: false, granted: true }),
+        MessageBody::AppendRequest(AppendRequest {
+            prev_log_index: 6,
+            prev_log_term: 2,
+            entries: vec![entry(7, 3), entry(8, 3)],
+            leader_commit: 5,
+        }),
+        MessageBody::AppendResponse(AppendResponse::Accepted { match_index: 8 }),
+        MessageBody::AppendResponse(AppendResponse::Rejected {
+            rejected_prev_index: 10,
+            hint_index: 4,
+            hint_term: 2,
+            last_index: 4,
+        }),
+        MessageBody::Heartbeat(Heartbeat { commit: 5, read_round: 9 }),
+        MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 9 }),
+    ];
+    for body in bodies {
+        let message = Message { from: 1, to: 2, term: 3, body };
+        let bytes = postcard::to_allocvec(&message).expect("serializes");
+        let decoded: Message = postcard::from_bytes(&bytes).expect("deserializes");
+        assert_eq!(decoded, message, "{message}");
+    }
+}

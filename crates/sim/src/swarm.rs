@@ -1,0 +1,151 @@
+//! "Swarm" fault settings: every seed draws its own fault rates (TigerBeetle's VOPR, and "Swarm Testing",
+//! Groce et al. 2012). A fixed mix of faults tests one corner of the space over and over; drawing the mix
+//! per seed makes some runs calm and some brutal, and turns whole fault classes off now and then, which is
+//! what exposes bugs that one fault class would otherwise mask.
+//!
+//! Rule: each fault class is off in at least 10% of seeds and at its maximum in at least 10% of seeds
+//! (`draw_level` gives 15% and 15%). The settings are printed first in every run, so a report can say
+//! which faults a failing seed had.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::seed::derive_rng;
+
+/// How intense one fault class is in one run: 0.0 is off, 1.0 is the class's maximum.
+fn draw_level(rng: &mut impl Rng) -> f64 {
+    let roll: f64 = rng.gen();
+    if roll < 0.15 {
+        0.0
+    } else if roll >= 0.85 {
+        1.0
+    } else {
+        rng.gen()
+    }
+}
+
+/// The fault rates of one run. Probabilities are per message or per simulated millisecond, as named.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaultSettings {
+    /// Probability that a message is lost.
+    pub message_loss: f64,
+    /// Probability that a message is delivered twice.
+    pub message_duplication: f64,
+    /// Probability that a message is delayed far beyond the usual (very late delivery, deep reordering).
+    pub message_late: f64,
+    /// Mean one-way network delay, microseconds (exponential around a 100 µs floor; reorders messages).
+    pub network_delay_mean_us: u64,
+    /// Probability per simulated millisecond that a partition starts (symmetric, one-way or bridge).
+    pub partition_per_ms: f64,
+    /// Probability per simulated millisecond that a link gets clogged (extra latency for a while).
+    pub clog_per_ms: f64,
+    /// Probability per simulated millisecond that a running node crashes (unsynced disk data is lost or
+    /// torn page by page).
+    pub crash_per_ms: f64,
+    /// Probability per simulated millisecond that a running node is paused (stops ticking and receiving).
+    pub pause_per_ms: f64,
+    /// Maximum relative clock-rate drift between nodes (0.05 = a node's clock may run 5% fast or slow).
+    pub clock_drift: f64,
+}
+
+impl FaultSettings {
+    /// The maxima: chosen so that the worst seeds are brutal but a majority still makes progress often
+    /// enough for the liveness phase to mean something.
+    const MAX_MESSAGE_LOSS: f64 = 0.30;
+    const MAX_MESSAGE_DUPLICATION: f64 = 0.10;
+    const MAX_MESSAGE_LATE: f64 = 0.05;
+    const MAX_NETWORK_DELAY_MEAN_US: f64 = 20_000.0;
+    const MAX_PARTITION_PER_MS: f64 = 0.002;
+    const MAX_CLOG_PER_MS: f64 = 0.002;
+    const MAX_CRASH_PER_MS: f64 = 0.000_5;
+    const MAX_PAUSE_PER_MS: f64 = 0.000_5;
+    const MAX_CLOCK_DRIFT: f64 = 0.10;
+
+    /// Draws the settings of run `seed` from their own random stream.
+    pub fn draw(seed: u64) -> Self {
+        let mut rng = derive_rng(seed, "swarm", 0);
+        FaultSettings {
+            message_loss: draw_level(&mut rng) * Self::MAX_MESSAGE_LOSS,
+            message_duplication: draw_level(&mut rng) * Self::MAX_MESSAGE_DUPLICATION,
+            message_late: draw_level(&mut rng) * Self::MAX_MESSAGE_LATE,
+            network_delay_mean_us: (draw_level(&mut rng) * Self::MAX_NETWORK_DELAY_MEAN_US) as u64,
+            partition_per_ms: draw_level(&mut rng) * Self::MAX_PARTITION_PER_MS,
+            clog_per_ms: draw_level(&mut rng) * Self::MAX_CLOG_PER_MS,
+            crash_per_ms: draw_level(&mut rng) * Self::MAX_CRASH_PER_MS,
+            pause_per_ms: draw_level(&mut rng) * Self::MAX_PAUSE_PER_MS,
+            clock_drift: draw_level(&mut rng) * Self::MAX_CLOCK_DRIFT,
+        }
+    }
+
+    /// No faults at all: a perfect network, no crashes. Named scenarios start here and add what they test.
+    pub fn calm() -> Self {
+        FaultSettings {
+            message_loss: 0.0,
+            message_duplication: 0.0,
+            message_late: 0.0,
+            network_delay_mean_us: 500,
+            partition_per_ms: 0.0,
+            clog_per_ms: 0.0,
+            crash_per_ms: 0.0,
+            pause_per_ms: 0.0,
+            clock_drift: 0.0,
+        }
+    }
+}
+
+impl fmt::Display for FaultSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "loss={:.3} dup={:.3} late={:.3} delay_mean={}us partition/ms={:.5} clog/ms={:.5} \
+             crash/ms={:.5} pause/ms={:.5} drift={:.3}",
+            self.message_loss,
+            self.message_duplication,
+            self.message_late,
+            self.network_delay_mean_us,
+            self.partition_per_ms,
+            self.clog_per_ms,
+            self.crash_per_ms,
+            self.pause_per_ms,
+            self.clock_drift
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The swarm rule itself: over many seeds, every class is off in ≥ 10% and at its maximum in ≥ 10%.
+    #[test]
+    fn every_fault_class_is_off_and_at_maximum_in_at_least_ten_percent_of_seeds() {
+        const SEEDS: u64 = 2_000;
+        let all: Vec<FaultSettings> = (0..SEEDS).map(FaultSettings::draw).collect();
+        type FaultClass = (&'static str, fn(&FaultSettings) -> f64, f64);
+        let classes: [FaultClass; 9] = [
+            ("loss", |s| s.message_loss, FaultSettings::MAX_MESSAGE_LOSS),
+            ("dup", |s| s.message_duplication, FaultSettings::MAX_MESSAGE_DUPLICATION),
+            ("late", |s| s.message_late, FaultSettings::MAX_MESSAGE_LATE),
+            ("delay", |s| s.network_delay_mean_us as f64, FaultSettings::MAX_NETWORK_DELAY_MEAN_US),
+            ("partition", |s| s.partition_per_ms, FaultSettings::MAX_PARTITION_PER_MS),
+            ("clog", |s| s.clog_per_ms, FaultSettings::MAX_CLOG_PER_MS),
+            ("crash", |s| s.crash_per_ms, FaultSettings::MAX_CRASH_PER_MS),
+            ("pause", |s| s.pause_per_ms, FaultSettings::MAX_PAUSE_PER_MS),
+            ("drift", |s| s.clock_drift, FaultSettings::MAX_CLOCK_DRIFT),
+        ];
+        for (name, level, max) in classes {
+            let off = all.iter().filter(|s| level(s) == 0.0).count() as u64;
+            let at_max = all.iter().filter(|s| level(s) >= max).count() as u64;
+            assert!(off * 10 >= SEEDS, "{name} off in only {off} of {SEEDS} seeds");
+            assert!(at_max * 10 >= SEEDS, "{name} at maximum in only {at_max} of {SEEDS} seeds");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_settings() {
+        assert_eq!(FaultSettings::draw(42), FaultSettings::draw(42));
+        assert_ne!(FaultSettings::draw(42), FaultSettings::draw(43));
+    }
+}

@@ -1,0 +1,629 @@
+//! The simulated world of one seed: N real nodes, the simulated network, the nemesis, the clients, the
+//! safety checker and the trace, advanced event by event in simulated time.
+//!
+//! A run has two phases (TigerBeetle's VOPR): a **safety phase** with faults, in which every check runs
+//! after every step, and a **liveness phase** in which every fault is healed and the cluster must elect a
+//! leader, answer a write through every node, and bring every node to the same applied index within a
+//! stated bound of ticks.
+
+use std::cell::{Cell, RefCell};
+use std::hash::Hasher;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use fnv::FnvHasher;
+use node::{Consistency, NodeTiming, PeerMessage};
+use raft::{Entry, EntryPayload, NodeId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use storage::SimDisk;
+
+use crate::checks::{chain, Check, EntryDigest, SafetyChecker, Violation};
+use crate::history;
+use crate::nemesis::{FaultAction, Nemesis};
+use crate::network::{Delivery, Network, SendOutcome, TimeUs};
+use crate::seed::{derive_rng, derive_seed};
+use crate::sim_node::{Liveness, Pending, SimNode};
+use crate::swarm::FaultSettings;
+use crate::trace::{Trace, TraceEvent};
+use crate::workload::{Outcome, Workload};
+
+/// One tick of the core is this much simulated time.
+pub const TICK_US: TimeUs = 10_000;
+/// Election timeout in ticks (100–200 ms), heartbeat every tick (10 ms), as etcd's defaults scaled down.
+pub const ELECTION_TIMEOUT_TICKS: u64 = 10;
+pub const HEARTBEAT_INTERVAL_TICKS: u64 = 1;
+/// The liveness phase must finish within this many ticks (5 s, the MIT lab's bound for a new leader,
+/// plus time to catch every node up).
+pub const LIVENESS_BOUND_TICKS: u64 = 1_000;
+/// More messages than this in flight at once means a runaway (a retry storm), not a busy cluster.
+pub const MAX_MESSAGES_IN_FLIGHT: usize = 100_000;
+/// A client request the node cannot answer within this many ticks gets an error (2 s).
+pub const CLIENT_TIMEOUT_TICKS: u64 = 200;
+/// Cluster id of every simulated cluster.
+const CLUSTER_ID: u64 = 0x5eed;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    /// Length of the safety phase in ticks.
+    pub ticks: u64,
+    pub clients: usize,
+    /// `None`: draw the fault settings from the seed (swarm); `Some`: use these.
+    pub settings: Option<FaultSettings>,
+}
+
+impl RunConfig {
+    pub fn new(seed: u64) -> Self {
+        RunConfig { seed, nodes: 5, ticks: 1_500, clients: 10, settings: None }
+    }
+}
+
+/// How one seed ended.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub seed: u64,
+    pub settings: FaultSettings,
+    pub operations: usize,
+    pub ticks: u64,
+    pub violation: Option<Violation>,
+    pub trace_hash: u64,
+}
+
+/// The world of one run.
+pub struct World {
+    config: RunConfig,
+    settings: FaultSettings,
+    now: TimeUs,
+    nodes: Vec<SimNode>,
+    network: Network<PeerMessage>,
+    nemesis: Nemesis,
+    workload: Workload,
+    checker: SafetyChecker,
+    trace: Trace,
+    rng: ChaCha8Rng,
+    ticks_done: u64,
+    /// Answers to liveness probes since the last probe round.
+    probe_outcomes: Vec<(u64, Outcome)>,
+    next_probe: u64,
+}
+
+/// Client tokens at or above this are liveness probes, not history operations.
+const PROBE_BASE: u64 = 1 << 48;
+
+fn digest(entry: &Entry) -> u64 {
+    let mut hasher = FnvHasher::default();
+    match &entry.payload {
+        EntryPayload::Noop => hasher.write_u8(0),
+        EntryPayload::Command(bytes) => {
+            hasher.write_u8(1);
+            hasher.write(bytes);
+        }
+        EntryPayload::Config(config) => {
+            hasher.write_u8(2);
+            hasher.write(format!("{config:?}").as_bytes());
+        }
+    }
+    hasher.finish()
+}
+
+fn entry_digest(entry: &Entry) -> EntryDigest {
+    EntryDigest { index: entry.index, term: entry.term, digest: digest(entry) }
+}
+
+impl World {
+    pub fn new(config: RunConfig, trace: Trace) -> Self {
+        let settings = config.settings.clone().unwrap_or_else(|| FaultSettings::draw(config.seed));
+        let ids: Vec<NodeId> = (1..=config.nodes as NodeId).collect();
+        let mut rng = derive_rng(config.seed, "world", 0);
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                let drift = settings.clock_drift;
+                let clock_rate = if drift > 0.0 { 1.0 + rng.gen_range(-drift..=drift) } else { 1.0 };
+                SimNode {
+                    id,
+                    disk: SimDisk::new(derive_seed(config.seed, "disk", id)),
+                    liveness: Liveness::Crashed,
+                    outbox: Rc::new(RefCell::new(Vec::new())),
+                    now: Rc::new(Cell::new(0)),
+                    clock_rate,
+                    next_tick_at: 0,
+                    incarnation: 0,
+                    prefix_hashes: Vec::new(),
+                    prefix_first_index: 1,
+                    seen_commit: 0,
+                    seen_leader_term: None,
+                }
+            })
+            .collect();
+        let network = Network::new(&settings, derive_rng(config.seed, "network", 0));
+        let nemesis = Nemesis::new(&settings, ids.clone(), derive_rng(config.seed, "nemesis", 0), 0);
+        let workload = Workload::new(
+            derive_rng(config.seed, "clients", 0),
+            config.clients,
+            20 * ELECTION_TIMEOUT_TICKS * TICK_US,
+            5 * TICK_US,
+        );
+        let mut world = World {
+            config,
+            settings: settings.clone(),
+            now: 0,
+            nodes,
+            network,
+            nemesis,
+            workload,
+            checker: SafetyChecker::new(),
+            trace,
+            rng,
+            ticks_done: 0,
+            probe_outcomes: Vec::new(),
+            next_probe: 0,
+        };
+        world.trace.record(
+            0,
+            TraceEvent::Run {
+                seed: world.config.seed,
+                nodes: ids.len() as u64,
+                settings: settings.to_string(),
+            },
+        );
+        for &id in &ids {
+            crate::boot::bootstrap(&world.nodes[id as usize - 1].disk, CLUSTER_ID, id, &ids);
+        }
+        world
+    }
+}
+
+impl World {
+    /// Runs both phases and the final linearizability check.
+    pub fn run(self) -> RunReport {
+        self.run_keeping_trace().0
+    }
+
+    /// Runs the seed and hands back the trace too (to flush a trace file).
+    pub fn run_keeping_trace(mut self) -> (RunReport, Trace) {
+        let violation = self.run_phases().err();
+        if let Some(v) = &violation {
+            self.trace.record(
+                self.now,
+                TraceEvent::Violation { check: v.check.to_string(), detail: v.detail.clone() },
+            );
+        }
+        let report = RunReport {
+            seed: self.config.seed,
+            settings: self.settings.clone(),
+            operations: self.workload.history.len(),
+            ticks: self.ticks_done,
+            violation,
+            trace_hash: self.trace.hash(),
+        };
+        (report, self.trace)
+    }
+
+    /// The fault settings of this run.
+    pub fn settings(&self) -> &FaultSettings {
+        &self.settings
+    }
+
+    fn run_phases(&mut self) -> Result<(), Violation> {
+        for index in 0..self.nodes.len() {
+            self.start_node(index)?;
+        }
+        self.trace.record(self.now, TraceEvent::Phase { phase: "safety".into() });
+        let safety_end = self.config.ticks * TICK_US;
+        self.run_until(safety_end, |_| false)?;
+
+        self.trace.record(self.now, TraceEvent::Phase { phase: "liveness".into() });
+        self.workload.stop_invoking();
+        self.network.stop_message_faults();
+        for action in self.nemesis.heal_all() {
+            self.apply_fault(action)?;
+        }
+        let deadline = self.now + LIVENESS_BOUND_TICKS * TICK_US;
+        self.run_until(deadline, |world| world.workload.is_quiet())?;
+        self.probe_liveness(deadline)?;
+        history::check_linearizable(&self.workload.history)
+    }
+
+    /// After healing: a leader, a write answered OK through every node, and every node caught up.
+    fn probe_liveness(&mut self, deadline: TimeUs) -> Result<(), Violation> {
+        let count = self.nodes.len();
+        let mut answered_ok = vec![false; count];
+        // Bounded by the deadline: each round waits up to one election timeout for answers.
+        while self.now < deadline && !(answered_ok.iter().all(|&ok| ok) && self.converged()) {
+            self.probe_outcomes.clear();
+            for (index, _) in answered_ok.iter().enumerate().filter(|(_, &ok)| !ok) {
+                self.next_probe += 1;
+                let token = PROBE_BASE + self.next_probe * 8 + index as u64;
+                let key = Bytes::from(format!("probe.{}", index + 1));
+                let command = kv::Command::Set {
+                    key,
+                    value: Bytes::from_static(b"ok"),
+                    condition: Default::default(),
+                    get: false,
+                    expiry: Default::default(),
+                };
+                self.submit(index, token, command)?;
+            }
+            let round_end = deadline.min(self.now + ELECTION_TIMEOUT_TICKS * TICK_US);
+            let waiting = answered_ok.iter().filter(|&&ok| !ok).count();
+            self.run_until(round_end, |world| world.probe_outcomes.len() >= waiting)?;
+            for &(token, ref outcome) in &self.probe_outcomes {
+                if matches!(outcome, Outcome::Ok(_)) {
+                    answered_ok[((token - PROBE_BASE) % 8) as usize] = true;
+                }
+            }
+            if answered_ok.iter().all(|&ok| ok) {
+                self.run_until(deadline, |world| world.converged())?;
+            }
+        }
+        if let Some(index) = answered_ok.iter().position(|&ok| !ok) {
+            return Err(Violation {
+                check: Check::Liveness,
+                detail: format!(
+                    "{LIVENESS_BOUND_TICKS} ticks after healing, a write through node {} was never answered OK",
+                    index + 1
+                ),
+            });
+        }
+        if !self.converged() {
+            let applied: Vec<(NodeId, raft::Index)> =
+                self.nodes.iter().filter_map(|n| n.inner().map(|i| (n.id, i.applied_index()))).collect();
+            return Err(Violation {
+                check: Check::Liveness,
+                detail: format!(
+                    "{LIVENESS_BOUND_TICKS} ticks after healing, nodes have not converged: applied {applied:?}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn converged(&self) -> bool {
+        let applied: Vec<raft::Index> =
+            self.nodes.iter().filter_map(|n| n.inner().map(|i| i.applied_index())).collect();
+        applied.len() == self.nodes.len() && applied.windows(2).all(|w| w[0] == w[1])
+    }
+
+    /// Advances time until `until`, or until `done` holds, processing every event in order.
+    fn run_until(&mut self, until: TimeUs, done: impl Fn(&World) -> bool) -> Result<(), Violation> {
+        // Bounded by simulated time; the event count bound only guards against a livelock at one instant.
+        for _ in 0..50_000_000u64 {
+            if done(self) {
+                return Ok(());
+            }
+            let Some(next) = self.next_event_at().filter(|&at| at <= until) else {
+                self.now = until;
+                return Ok(());
+            };
+            self.now = self.now.max(next);
+            for node in &self.nodes {
+                node.now.set(self.now);
+            }
+            self.step()?;
+        }
+        panic!("seed {}: more than 50,000,000 events before {until} µs", self.config.seed);
+    }
+
+    fn next_event_at(&self) -> Option<TimeUs> {
+        let ticks = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.next_tick_at);
+        [self.network.next_delivery_at(), self.nemesis.next_event_at(), self.workload.next_event_at()]
+            .into_iter()
+            .flatten()
+            .chain(ticks)
+            .min()
+    }
+
+    /// Everything due at `self.now`: faults first, then deliveries, ticks and clients.
+    fn step(&mut self) -> Result<(), Violation> {
+        for action in self.nemesis.poll(self.now) {
+            self.apply_fault(action)?;
+        }
+        while let Some(delivery) = self.network.take_due(self.now) {
+            match delivery {
+                Delivery::Delivered(envelope) => {
+                    let index = envelope.to as usize - 1;
+                    self.trace.record(
+                        self.now,
+                        TraceEvent::Deliver { id: envelope.id, from: envelope.from, to: envelope.to },
+                    );
+                    self.deliver(index, envelope.from, envelope.message)?;
+                }
+                Delivery::Dropped(envelope, reason) => self.trace.record(
+                    self.now,
+                    TraceEvent::Drop {
+                        id: envelope.id,
+                        from: envelope.from,
+                        to: envelope.to,
+                        reason: format!("{reason:?}"),
+                    },
+                ),
+            }
+        }
+        for index in 0..self.nodes.len() {
+            let node = &mut self.nodes[index];
+            if node.is_running() && node.next_tick_at <= self.now {
+                node.next_tick_at = self.now + (TICK_US as f64 / node.clock_rate) as TimeUs;
+                self.ticks_done += 1;
+                let result = node.running().expect("running").tick();
+                self.after_input(index, result)?;
+            }
+        }
+        for history_index in self.workload.time_out_due(self.now) {
+            let node = self.workload.history[history_index].node;
+            self.trace.record(
+                self.now,
+                TraceEvent::Complete { client: history_index as u64, node, result: "timeout (info)".into() },
+            );
+        }
+        for (_, history_index) in self.workload.invoke_due(self.now) {
+            let node_index = self.rng.gen_range(0..self.nodes.len());
+            self.workload.history[history_index].node = node_index as NodeId + 1;
+            self.submit(
+                node_index,
+                history_index as u64,
+                history::command_of(&self.workload.history[history_index]),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Hands a client command to a node: queued if it is paused, refused at once if it is down (the
+    /// client's connection is refused, so it certainly did not take effect).
+    pub(crate) fn submit(&mut self, index: usize, token: u64, command: kv::Command) -> Result<(), Violation> {
+        let op = format!("{command:?}");
+        self.trace.record(self.now, TraceEvent::Invoke { client: token, node: index as NodeId + 1, op });
+        match &mut self.nodes[index].liveness {
+            Liveness::Running(node) => {
+                let result = node.submit(token, command, Consistency::Linearizable);
+                self.after_input(index, result)
+            }
+            Liveness::Paused(_, backlog) => {
+                backlog.push(Pending::Client(token, command));
+                Ok(())
+            }
+            Liveness::Crashed => {
+                self.complete(token, Outcome::Fail);
+                Ok(())
+            }
+        }
+    }
+
+    fn deliver(&mut self, index: usize, from: NodeId, message: PeerMessage) -> Result<(), Violation> {
+        match &mut self.nodes[index].liveness {
+            Liveness::Running(node) => {
+                let result = node.receive(from, message);
+                self.after_input(index, result)
+            }
+            Liveness::Paused(_, backlog) => {
+                backlog.push(Pending::Message(from, message));
+                Ok(())
+            }
+            Liveness::Crashed => Ok(()),
+        }
+    }
+
+    fn complete(&mut self, token: u64, outcome: Outcome) {
+        if token >= PROBE_BASE {
+            self.probe_outcomes.push((token, outcome));
+            return;
+        }
+        let history_index = token as usize;
+        {
+            let result = format!("{outcome:?}");
+            let node = self.workload.history[history_index].node;
+            if self.workload.complete(history_index, self.now, outcome) {
+                self.trace.record(self.now, TraceEvent::Complete { client: token, node, result });
+            }
+        }
+    }
+
+    /// After a node handled an input: a storage failure stops it (as the server would exit); then its
+    /// messages go on the network, its answers to clients, and every check runs.
+    fn after_input(&mut self, index: usize, result: Result<(), node::NodeError>) -> Result<(), Violation> {
+        if let Err(error) = result {
+            self.trace.record(
+                self.now,
+                TraceEvent::Fault { fault: format!("node {} stopped: {error}", index + 1) },
+            );
+            self.crash(index);
+            return Ok(());
+        }
+        let from = self.nodes[index].id;
+        let outgoing: Vec<(NodeId, PeerMessage)> = self.nodes[index].outbox.borrow_mut().drain(..).collect();
+        for (to, message) in outgoing {
+            let description = match &message {
+                PeerMessage::Raft(m) => m.to_string(),
+                other => other.kind().to_string(),
+            };
+            let outcome = self.network.send(self.now, from, to, message);
+            let id = match outcome {
+                SendOutcome::Queued { id, .. }
+                | SendOutcome::Lost { id }
+                | SendOutcome::Partitioned { id } => id,
+            };
+            self.trace.record(self.now, TraceEvent::Send { id, from, to, message: description });
+        }
+        if self.network.in_flight_count() > MAX_MESSAGES_IN_FLIGHT {
+            return Err(Violation {
+                check: Check::ResourceBound,
+                detail: format!(
+                    "{} messages in flight (bound {MAX_MESSAGES_IN_FLIGHT}); last sent by node {from}",
+                    self.network.in_flight_count()
+                ),
+            });
+        }
+        let completions = match self.nodes[index].running() {
+            Some(node) => node.take_completions(),
+            None => Vec::new(),
+        };
+        for completion in completions {
+            let outcome = history::outcome_of(&self.workload, completion.token, &completion.reply);
+            self.complete(completion.token, outcome);
+        }
+        self.check_node(index)
+    }
+
+    /// Feeds what the node just did to the safety checker.
+    fn check_node(&mut self, index: usize) -> Result<(), Violation> {
+        let node_state = &mut self.nodes[index];
+        let id = node_state.id;
+        let Some(node) = (match &mut node_state.liveness {
+            Liveness::Running(node) | Liveness::Paused(node, _) => Some(node),
+            Liveness::Crashed => None,
+        }) else {
+            return Ok(());
+        };
+        let observed = std::mem::take(&mut node.observer_mut().observed);
+        for (hard_state, entries) in &observed.persisted {
+            if let Some(hs) = hard_state {
+                self.checker.observe_durable_hard_state(id, hs.term, hs.vote);
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Persist {
+                        node: id,
+                        term: hs.term,
+                        vote: hs.vote,
+                        last_index: entries.last().map_or(node.raft().last_index(), |e| e.index),
+                    },
+                );
+            }
+            if let Some(first) = entries.first() {
+                let keep = (first.index - node_state.prefix_first_index) as usize;
+                node_state.prefix_hashes.truncate(keep);
+                for entry in entries {
+                    let previous = node_state.prefix_hashes.last().copied().unwrap_or(0);
+                    let prefix = chain(previous, entry_digest(entry));
+                    node_state.prefix_hashes.push(prefix);
+                    self.checker.observe_entry(id, entry_digest(entry), prefix)?;
+                }
+            }
+        }
+        let raft = node.raft();
+        let commit = raft.commit_index();
+        if commit != node_state.seen_commit {
+            let newly: Vec<EntryDigest> = ((node_state.seen_commit + 1).max(raft.log().first_index())
+                ..=commit)
+                .filter_map(|i| raft.log().entry(i).map(entry_digest))
+                .collect();
+            self.checker.observe_commit(id, raft.term(), commit, &newly)?;
+            node_state.seen_commit = commit;
+            self.trace.record(self.now, TraceEvent::Commit { node: id, index: commit });
+        }
+        for entry in &observed.applied {
+            self.checker.observe_apply(id, entry.index, digest(entry))?;
+            self.trace.record(self.now, TraceEvent::Apply { node: id, index: entry.index, term: entry.term });
+        }
+        let term = raft.term();
+        if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
+            node_state.seen_leader_term = Some(term);
+            let snapshot_index = raft.log().first_index().saturating_sub(1);
+            self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
+            self.trace.record(
+                self.now,
+                TraceEvent::Role { node: id, role: "leader".into(), term, leader: Some(id) },
+            );
+        }
+        Ok(())
+    }
+
+    fn apply_fault(&mut self, action: FaultAction) -> Result<(), Violation> {
+        self.trace.record(self.now, TraceEvent::Fault { fault: action.to_string() });
+        match action {
+            FaultAction::Partition { side_a, side_b } => self.network.partition(&side_a, &side_b),
+            FaultAction::CutOneWay { from, to } => self.network.cut_one_way(from, to),
+            FaultAction::Bridge { side_a, bridge, side_b } => self.network.bridge(&side_a, bridge, &side_b),
+            FaultAction::Clog { from, to, extra_us, until } => self.network.clog(from, to, extra_us, until),
+            FaultAction::Heal => self.network.heal(),
+            FaultAction::Crash(id) => self.crash(id as usize - 1),
+            FaultAction::Restart(id) => self.start_node(id as usize - 1)?,
+            FaultAction::Pause(id) => {
+                let node = &mut self.nodes[id as usize - 1];
+                if let Liveness::Running(inner) = std::mem::replace(&mut node.liveness, Liveness::Crashed) {
+                    node.liveness = Liveness::Paused(inner, Vec::new());
+                }
+            }
+            FaultAction::Resume(id) => self.resume(id as usize - 1)?,
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        node.liveness = Liveness::Crashed;
+        node.outbox.borrow_mut().clear();
+        node.disk.crash();
+    }
+
+    fn resume(&mut self, index: usize) -> Result<(), Violation> {
+        let node = &mut self.nodes[index];
+        let Liveness::Paused(inner, backlog) = std::mem::replace(&mut node.liveness, Liveness::Crashed)
+        else {
+            return Ok(());
+        };
+        node.liveness = Liveness::Running(inner);
+        node.next_tick_at = self.now;
+        for pending in backlog {
+            match pending {
+                Pending::Message(from, message) => self.deliver(index, from, message)?,
+                Pending::Client(token, command) => self.submit(index, token, command)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// (Re)starts a node from its disk, as the server does: recover, check durability, run.
+    fn start_node(&mut self, index: usize) -> Result<(), Violation> {
+        if !matches!(self.nodes[index].liveness, Liveness::Crashed) {
+            return Ok(());
+        }
+        let node = &mut self.nodes[index];
+        node.incarnation += 1;
+        let timing = NodeTiming {
+            client_timeout_ticks: CLIENT_TIMEOUT_TICKS,
+            retry_ticks: 2 * ELECTION_TIMEOUT_TICKS,
+        };
+        let booted =
+            crate::boot::recover(node, CLUSTER_ID, self.config.seed, timing, |config| raft::Config {
+                election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
+                heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
+                ..config
+            });
+        let (inner, recovered_entries) = match booted {
+            Ok(booted) => booted,
+            Err(error) => {
+                // The node refuses to start (e.g. corruption it detected): it stays down, loudly.
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Fault { fault: format!("node {} cannot start: {error}", node.id) },
+                );
+                return Ok(());
+            }
+        };
+        let raft = inner.raft();
+        let hard_state = raft.hard_state();
+        self.checker.observe_restart(
+            node.id,
+            hard_state.term,
+            hard_state.vote,
+            raft.commit_index(),
+            inner.applied_index(),
+        )?;
+        node.seen_commit = raft.commit_index();
+        node.seen_leader_term = None;
+        node.prefix_first_index = raft.log().first_index();
+        node.prefix_hashes.clear();
+        let mut previous = 0;
+        for entry in &recovered_entries {
+            previous = chain(previous, entry_digest(entry));
+            node.prefix_hashes.push(previous);
+            self.checker.observe_entry(node.id, entry_digest(entry), previous)?;
+        }
+        node.liveness = Liveness::Running(Box::new(inner));
+        node.next_tick_at = self.now + 1;
+        Ok(())
+    }
+}
