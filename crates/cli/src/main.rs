@@ -2,12 +2,11 @@
 //! an exit code and one clear line on stderr. Each subcommand lives in its own crate; this file only wires.
 
 mod check;
+mod sim;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod sim;
 
 #[derive(Parser)]
 #[command(
