@@ -33,8 +33,8 @@
 //! 1. **Persist** `ready.hard_state` (if `Some`) and `ready.entries` (if `entries[0].index` is at or below
 //!    the last index already stored, first discard the stored entries from that index on). Once they are
 //!    durable, call [`Raft::on_persisted`] with `ready.persist_mark`. This may happen later and on another
-//!    thread of the caller's (asynchronous persistence): marks must be reported in the order the `Ready`s
-//!    were produced.
+//!    thread of the caller's (asynchronous persistence), as long as writes complete in the order the
+//!    `Ready`s were produced; reporting a mark covers every earlier one.
 //! 2. **Send** `ready.messages`. All of them are safe to send now. Messages that promise something durable —
 //!    a vote grant, a candidate's vote request for its new term, an acknowledgement of appended entries —
 //!    are held inside the core, each tagged with the hard state or log position it promises, and only show
