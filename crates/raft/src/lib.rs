@@ -170,8 +170,8 @@
 //! ## How it is tested
 //!
 //! `tests/` holds scenario tests named after what they check (Figures 6, 7 and 8; elections, pre-vote,
-//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; bad input; a
-//! property test of random fault schedules), a small in-memory cluster harness (`tests/harness/`), and
+//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; bad input;
+//! property tests of the log alone and of whole clusters under random fault schedules), a small in-memory cluster harness (`tests/harness/`), and
 //! scenario scripts in `tests/scripts/*.txt` whose expected output `UPDATE_EXPECT=1` rewrites. With
 //! debug assertions (the test profile keeps them), every input ends with a check of the node's
 //! invariants.
