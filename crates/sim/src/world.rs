@@ -16,7 +16,7 @@ use node::{Consistency, NodeTiming, PeerMessage};
 use raft::{Entry, EntryPayload, NodeId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use storage::SimDisk;
+use storage::{CrashModel, SimDisk};
 
 use crate::checks::{chain, Check, EntryDigest, SafetyChecker, Violation};
 use crate::history;
@@ -121,11 +121,16 @@ impl World {
         let nodes = ids
             .iter()
             .map(|&id| {
+                let disk = SimDisk::new(derive_seed(config.seed, "disk", id));
+                disk.set_crash_model(CrashModel {
+                    keep_page_percent: ((1.0 - settings.disk_page_loss) * 100.0).round() as u8,
+                    torn_page_percent: (settings.disk_torn_page * 100.0).round() as u8,
+                });
                 let drift = settings.clock_drift;
                 let clock_rate = if drift > 0.0 { 1.0 + rng.gen_range(-drift..=drift) } else { 1.0 };
                 SimNode {
                     id,
-                    disk: SimDisk::new(derive_seed(config.seed, "disk", id)),
+                    disk,
                     liveness: Liveness::Crashed,
                     outbox: Rc::new(RefCell::new(Vec::new())),
                     now: Rc::new(Cell::new(0)),
