@@ -40,8 +40,8 @@ const NIL: u32 = u32::MAX;
 const MAIN_HEAD: u32 = 0;
 const INFO_HEAD: u32 = 1;
 /// How far `read_that_cannot_follow` looks ahead: this many reads, within this many list entries.
-const LOOKAHEAD_READS: u32 = 16;
-const LOOKAHEAD_ENTRIES: u32 = 1024;
+const LOOKAHEAD_READS: u32 = 4;
+const LOOKAHEAD_ENTRIES: u32 = 256;
 /// How often (in explored states, a power of two) the search reports progress.
 pub const PROGRESS_EVERY_STATES: u64 = 1 << 20;
 
@@ -340,6 +340,9 @@ pub struct Search<'h> {
     next_mutator: u32,
     /// Whether a value (first) is a prefix of another (second), by interned id.
     is_prefix: FxMap<(u32, u32), bool>,
+    /// Whether some op of this key appends, and the memo of `can_grow_into` when none does.
+    has_appends: bool,
+    grows_into: FxMap<(u32, u32), bool>,
 }
 
 impl<'h> Search<'h> {
@@ -428,6 +431,8 @@ impl<'h> Search<'h> {
             mutators: Vec::new(),
             next_mutator: 0,
             is_prefix: FxMap::default(),
+            has_appends: false,
+            grows_into: FxMap::default(),
             ops,
         };
         let mut mutators: Vec<u32> = (0..search.ops.len() as u32)
@@ -438,6 +443,7 @@ impl<'h> Search<'h> {
             .collect();
         mutators.sort_by_key(|&k| search.ops[k as usize].invoked_at);
         search.mutators = mutators;
+        search.has_appends = search.ops.iter().any(|op| matches!(history[op.id].call, Call::Append(_)));
         let mut node = 2u32;
         let mut last = MAIN_HEAD;
         for &(_, k, is_call) in &entries {
@@ -612,13 +618,14 @@ impl<'h> Search<'h> {
         Cursor::Main(self.next[MAIN_HEAD as usize])
     }
 
-    /// A cheap look ahead for append workloads. Between now and any read not yet lifted, the value changes
-    /// only by appends, or is replaced by a write, cas or incr not yet lifted that was invoked before the
-    /// read returned. So such a read must see either the current value or a value such an op can set,
-    /// followed by appends: when one sees neither, no order can follow from here. The look ahead covers
-    /// the next [`LOOKAHEAD_READS`] reads within [`LOOKAHEAD_ENTRIES`] list entries, in and beyond the
-    /// reads that could come next. (Porcupine's histories read long append chains, and a timed-out
-    /// append that never happened would otherwise be tried, and explored, at every step.)
+    /// A cheap look ahead. Between now and any read not yet lifted, the value only grows (by appends, or
+    /// on a key without appends by incrs; see `can_grow_into`), or is replaced by a write, cas or incr
+    /// not yet lifted that was invoked before the read returned. So such a read must see a value that the
+    /// current value, or the value such an op sets, can grow into: when it sees neither, no order can
+    /// follow from here. The look ahead covers the next [`LOOKAHEAD_READS`] reads within
+    /// [`LOOKAHEAD_ENTRIES`] list entries, in and beyond the reads that could come next. (Porcupine's
+    /// histories read long append chains; and without it, timed-out incrs would be applied in every
+    /// number wherever the search backs up.) Returns the read that cannot follow.
     fn read_that_cannot_follow(&mut self) -> Option<u32> {
         let mut node = self.next[MAIN_HEAD as usize];
         let (mut reads, mut entries) = (0, 0);
@@ -634,7 +641,7 @@ impl<'h> Search<'h> {
             let Step::Read { seen } = read.step else { continue };
             let returned_at = read.completed_at;
             reads += 1;
-            if self.value_is_prefix(self.state, seen) {
+            if self.can_grow_into(self.state, seen) {
                 continue;
             }
             let mut replaced = false;
@@ -646,9 +653,10 @@ impl<'h> Search<'h> {
                 }
                 replaced = match op.step {
                     _ if self.is_lifted(m) => false,
-                    Step::Write { to } | Step::Cas { to, .. } => self.value_is_prefix(to, seen),
-                    // An incr sets some integer: anything could follow.
-                    _ => true,
+                    Step::Write { to } | Step::Cas { to, .. } => self.can_grow_into(to, seen),
+                    // Where appends are about, an incr sets some integer that anything could follow;
+                    // elsewhere `can_grow_into` already allows for incrs.
+                    _ => self.has_appends,
                 };
                 if replaced {
                     break;
@@ -659,6 +667,22 @@ impl<'h> Search<'h> {
             }
         }
         None
+    }
+
+    /// Whether the value `from` can turn into `seen` by the ops that never replace it: appends, which
+    /// extend it, or, on a key without appends, incrs, which raise an integer (absent counting as 0).
+    fn can_grow_into(&mut self, from: u32, seen: u32) -> bool {
+        if self.has_appends {
+            return self.value_is_prefix(from, seen);
+        }
+        if from == seen {
+            return true;
+        }
+        let values = &self.values;
+        *self.grows_into.entry((from, seen)).or_insert_with(|| {
+            let number = |value: Option<&str>| value.map_or(Some(0), model::parse_canonical_i64);
+            matches!((number(values.get(from)), number(values.get(seen))), (Some(a), Some(b)) if a <= b)
+        })
     }
 
     fn value_is_prefix(&mut self, value: u32, of: u32) -> bool {
