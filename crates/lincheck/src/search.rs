@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
-use crate::history::{Call, Op, OpId, Outcome, Value};
+use crate::history::{Call, History, Op, OpId, Outcome, Value};
 use crate::model;
 
 const NIL: u32 = u32::MAX;
@@ -43,7 +43,7 @@ const INFO_HEAD: u32 = 1;
 const LOOKAHEAD_READS: u32 = 4;
 const LOOKAHEAD_ENTRIES: u32 = 256;
 /// How often (in explored states, a power of two) the search reports progress.
-pub const PROGRESS_EVERY_STATES: u64 = 1 << 20;
+pub const PROGRESS_EVERY_STATES: u64 = 1 << 17;
 
 /// How the search for one key ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +83,33 @@ pub enum Reason {
     /// they are the completed operations that may come next in real time, none of which fits `value`, or
     /// `stuck` is one read whose value nothing still to come can turn `value` into.
     NothingFits,
+}
+
+impl Violation {
+    /// A few lines a person can read: the key, the reason, the end of the longest order found and the
+    /// operations that cannot be ordered, each shown with [`Op`]'s `Display` and its op id. (`raftkv check`
+    /// prints the same with line numbers.)
+    pub fn explain(&self, history: &History) -> String {
+        use std::fmt::Write;
+        let show = |id: OpId| match history.ops().get(id) {
+            Some(op) => format!("op {id}: {op}"),
+            None => format!("op {id}: (not in this history)"),
+        };
+        let mut out = format!("key {:?}: {}\n", self.key, self.reason);
+        let n = self.linearized.len();
+        if n > 0 {
+            let _ = writeln!(out, "  longest order found: {n} ops, ending with");
+            for &id in &self.linearized[n.saturating_sub(5)..] {
+                let _ = writeln!(out, "    {}", show(id));
+            }
+        }
+        let _ = writeln!(out, "  value then: {}", crate::history::show(&self.value));
+        let _ = writeln!(out, "  cannot be ordered:");
+        for &id in &self.stuck {
+            let _ = writeln!(out, "    {}", show(id));
+        }
+        out
+    }
 }
 
 impl std::fmt::Display for Reason {
