@@ -134,6 +134,8 @@ struct KeyOp {
     step: Step,
     /// For indeterminate ops: the previous indeterminate op (in invocation order) with the same call.
     twin_before: u32,
+    /// Length of the text an append adds (0 for other ops).
+    append_bytes: u64,
 }
 
 /// The model step with interned values, so that the common steps are integer comparisons.
@@ -370,6 +372,10 @@ pub struct Search<'h> {
     /// Whether some op of this key appends, and the memo of `can_grow_into` when none does.
     has_appends: bool,
     grows_into: FxMap<(u32, u32), bool>,
+    /// Appends by invocation time, with the total bytes of all appends invoked up to each; and the total
+    /// bytes of the appends lifted now. Together they bound how much the value can still grow.
+    appended_by: Vec<(u64, u64)>,
+    lifted_append_bytes: u64,
 }
 
 impl<'h> Search<'h> {
@@ -417,6 +423,10 @@ impl<'h> Search<'h> {
                 completed_at: if is_info { u64::MAX } else { op.completed_at.unwrap_or(u64::MAX) },
                 step,
                 twin_before,
+                append_bytes: match &op.call {
+                    Call::Append(suffix) => suffix.len() as u64,
+                    _ => 0,
+                },
             });
         }
 
@@ -460,6 +470,8 @@ impl<'h> Search<'h> {
             is_prefix: FxMap::default(),
             has_appends: false,
             grows_into: FxMap::default(),
+            appended_by: Vec::new(),
+            lifted_append_bytes: 0,
             ops,
         };
         let mut mutators: Vec<u32> = (0..search.ops.len() as u32)
@@ -471,6 +483,23 @@ impl<'h> Search<'h> {
         mutators.sort_by_key(|&k| search.ops[k as usize].invoked_at);
         search.mutators = mutators;
         search.has_appends = search.ops.iter().any(|op| matches!(history[op.id].call, Call::Append(_)));
+        let mut appends: Vec<(u64, u64)> = search
+            .ops
+            .iter()
+            .filter(|op| op.append_bytes > 0)
+            .map(|op| (op.invoked_at, op.append_bytes))
+            .collect();
+        appends.sort_unstable();
+        let mut total = 0;
+        search.appended_by = appends
+            .into_iter()
+            .map(|(at, bytes)| {
+                (at, {
+                    total += bytes;
+                    total
+                })
+            })
+            .collect();
         let mut node = 2u32;
         let mut last = MAIN_HEAD;
         for &(_, k, is_call) in &entries {
@@ -614,6 +643,7 @@ impl<'h> Search<'h> {
         }
         self.state = state;
         self.flag = is_info;
+        self.lifted_append_bytes += self.ops[k as usize].append_bytes;
         if is_info {
             self.lift(self.call_node[k as usize]);
         } else {
@@ -668,7 +698,12 @@ impl<'h> Search<'h> {
             let Step::Read { seen } = read.step else { continue };
             let returned_at = read.completed_at;
             reads += 1;
-            if self.can_grow_into(self.state, seen) {
+            // Every op lifted was invoked before the barrier, so before this read returned: what can
+            // still be appended before the read is what was invoked by then and is not lifted yet.
+            let invoked = self.appended_by.partition_point(|&(at, _)| at < returned_at);
+            let appendable = invoked.checked_sub(1).map_or(0, |i| self.appended_by[i].1);
+            let room = appendable.saturating_sub(self.lifted_append_bytes);
+            if self.can_grow_into(self.state, seen, room) {
                 continue;
             }
             let mut replaced = false;
@@ -680,7 +715,7 @@ impl<'h> Search<'h> {
                 }
                 replaced = match op.step {
                     _ if self.is_lifted(m) => false,
-                    Step::Write { to } | Step::Cas { to, .. } => self.can_grow_into(to, seen),
+                    Step::Write { to } | Step::Cas { to, .. } => self.can_grow_into(to, seen, room),
                     // Where appends are about, an incr sets some integer that anything could follow;
                     // elsewhere `can_grow_into` already allows for incrs.
                     _ => self.has_appends,
@@ -697,10 +732,12 @@ impl<'h> Search<'h> {
     }
 
     /// Whether the value `from` can turn into `seen` by the ops that never replace it: appends, which
-    /// extend it, or, on a key without appends, incrs, which raise an integer (absent counting as 0).
-    fn can_grow_into(&mut self, from: u32, seen: u32) -> bool {
+    /// extend it (by at most `room` bytes, each append counting once), or, on a key without appends,
+    /// incrs, which raise an integer (absent counting as 0).
+    fn can_grow_into(&mut self, from: u32, seen: u32, room: u64) -> bool {
         if self.has_appends {
-            return self.value_is_prefix(from, seen);
+            let length = |id: u32| self.values.get(id).map_or(0, str::len) as u64;
+            return length(seen).saturating_sub(length(from)) <= room && self.value_is_prefix(from, seen);
         }
         if from == seen {
             return true;
@@ -734,6 +771,7 @@ impl<'h> Search<'h> {
             self.ok_left += 1;
         }
         self.set_bit(k, false);
+        self.lifted_append_bytes -= self.ops[k as usize].append_bytes;
         self.state = frame.prev_state;
         self.flag = frame.prev_flag;
         self.low = frame.prev_low;
