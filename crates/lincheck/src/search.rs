@@ -28,7 +28,7 @@
 //!
 //! The flag "last op lifted was indeterminate" is part of the configuration because of the first rule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
@@ -330,6 +330,34 @@ fn drop_unobservable(history: &[Op], ok: &[OpId], info: Vec<OpId>) -> Vec<OpId> 
         .collect()
 }
 
+/// The distinct non-empty texts a key's appends add, to tell cheaply whether some text could be a run of
+/// them: it must start with one and end with one.
+#[derive(Default)]
+struct AppendTexts {
+    texts: HashSet<String, BuildHasherDefault<FxHasher>>,
+    /// The distinct lengths of `texts`, so a lookup tries a few prefixes rather than every text.
+    lengths: Vec<usize>,
+}
+
+impl AppendTexts {
+    fn add(&mut self, text: &str) {
+        if !text.is_empty() && self.texts.insert(text.to_string()) && !self.lengths.contains(&text.len()) {
+            self.lengths.push(text.len());
+        }
+    }
+
+    /// A necessary condition for `rest` to be made of appended texts.
+    fn could_make(&self, rest: &str) -> bool {
+        if rest.is_empty() {
+            return true;
+        }
+        let is_text = |part: Option<&str>| part.is_some_and(|p| self.texts.contains(p));
+        let starts = self.lengths.iter().any(|&n| is_text(rest.get(..n)));
+        let ends = self.lengths.iter().any(|&n| rest.len() >= n && is_text(rest.get(rest.len() - n..)));
+        starts && ends
+    }
+}
+
 /// The search state for one key.
 pub struct Search<'h> {
     history: &'h [Op],
@@ -369,6 +397,8 @@ pub struct Search<'h> {
     next_mutator: u32,
     /// Whether a value (first) is a prefix of another (second), by interned id.
     is_prefix: FxMap<(u32, u32), bool>,
+    /// The texts this key's appends add.
+    append_texts: AppendTexts,
     /// Whether some op of this key appends, and the memo of `can_grow_into` when none does.
     has_appends: bool,
     grows_into: FxMap<(u32, u32), bool>,
@@ -469,6 +499,7 @@ impl<'h> Search<'h> {
             next_mutator: 0,
             is_prefix: FxMap::default(),
             has_appends: false,
+            append_texts: AppendTexts::default(),
             grows_into: FxMap::default(),
             appended_by: Vec::new(),
             lifted_append_bytes: 0,
@@ -483,6 +514,11 @@ impl<'h> Search<'h> {
         mutators.sort_by_key(|&k| search.ops[k as usize].invoked_at);
         search.mutators = mutators;
         search.has_appends = search.ops.iter().any(|op| matches!(history[op.id].call, Call::Append(_)));
+        for op in &search.ops {
+            if let Call::Append(text) = &history[op.id].call {
+                search.append_texts.add(text);
+            }
+        }
         let mut appends: Vec<(u64, u64)> = search
             .ops
             .iter()
@@ -749,12 +785,17 @@ impl<'h> Search<'h> {
         })
     }
 
+    /// Whether appends can turn `value` into `of`: `value` is a prefix of `of` (absent counting as ""),
+    /// and what follows it, if anything, starts and ends with the text of some append of this key.
     fn value_is_prefix(&mut self, value: u32, of: u32) -> bool {
-        let values = &self.values;
+        let (values, texts) = (&self.values, &self.append_texts);
         *self.is_prefix.entry((value, of)).or_insert_with(|| match (values.get(value), values.get(of)) {
-            (None, _) => true,
+            (None, None) => true,
             (Some(_), None) => false,
-            (Some(prefix), Some(whole)) => whole.starts_with(prefix),
+            (prefix, Some(whole)) => {
+                let prefix = prefix.unwrap_or_default();
+                whole.starts_with(prefix) && texts.could_make(&whole[prefix.len()..])
+            }
         })
     }
 
