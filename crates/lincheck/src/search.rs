@@ -27,6 +27,11 @@
 //!   earlier-invoked twin changes nothing (an earlier invocation only loosens its constraints).
 //!
 //! The flag "last op lifted was indeterminate" is part of the configuration because of the first rule.
+//!
+//! Three cheaper arguments cut the rest, each sound (the brute-force property test checks them all):
+//! indeterminate ops that no read or cas can have observed are dropped (`drop_unobservable`); a read no
+//! write can explain is reported before any search (`stale_read`); and after each lift, the next few
+//! reads must still be reachable from the value (`read_that_cannot_follow`).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
