@@ -131,6 +131,9 @@ struct MultibulkProgress {
     /// Offset of the next argument's `$` header.
     /// Invariant: `next` is the end of the last complete argument's CRLF (or of the `*` line).
     next: usize,
+    /// The data range of the argument whose header at `next` has been read but whose data has not all
+    /// arrived, so that waiting for a large bulk does not re-read its header on every call.
+    pending: Option<Range<usize>>,
 }
 
 impl RequestParser {
@@ -173,21 +176,23 @@ impl RequestParser {
             self.state = State::Start;
         }
         loop {
-            match &mut self.state {
+            // Each arm puts back the state it wants the next call to resume from.
+            match std::mem::take(&mut self.state) {
                 State::Start => match buf.first() {
                     None => return Ok(None),
-                    Some(b'*') => match self.start_multibulk(buf, limits)? {
-                        Some(()) => {}
-                        None => return Ok(None),
-                    },
+                    Some(b'*') => {
+                        if !self.start_multibulk(buf, limits)? {
+                            return Ok(None);
+                        }
+                    }
                     Some(_) => self.state = State::Inline { scanned: 0 },
                 },
-                State::Inline { .. } => match self.inline_line(buf, limits)? {
+                State::Inline { scanned } => match self.inline_line(buf, scanned, limits)? {
                     InlineOutcome::Incomplete => return Ok(None),
-                    InlineOutcome::Blank => self.state = State::Start,
+                    InlineOutcome::Blank => {}
                     InlineOutcome::Command(argv) => return Ok(Some(argv)),
                 },
-                State::Multibulk(_) => return self.continue_multibulk(buf, limits),
+                State::Multibulk(progress) => return self.continue_multibulk(progress, buf, limits),
             }
         }
     }
@@ -196,27 +201,29 @@ impl RequestParser {
         match &self.state {
             State::Start => false,
             State::Inline { scanned } => *scanned > buffered,
-            State::Multibulk(progress) => progress.next > buffered,
+            State::Multibulk(progress) => {
+                progress.next > buffered
+                    || progress.pending.as_ref().is_some_and(|data| data.start > buffered)
+            }
         }
     }
 
-    /// Reads the `*<count>` line. `Some(())`: the state moved on (to a multibulk, or back to `Start`
-    /// after an empty request was skipped); `None`: the line is incomplete.
-    fn start_multibulk(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<()>, ProtocolError> {
+    /// Reads the `*<count>` line. `true`: the state moved on (to a multibulk, or stays at `Start` after an
+    /// empty request was skipped); `false`: the line is incomplete.
+    fn start_multibulk(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<bool, ProtocolError> {
         let Some((count, header_end)) = self.length_line(
             buf,
-            0,
+            1,
             ProtocolError::InvalidMultibulkLength,
             ProtocolError::MultibulkCountTooLong,
         )?
         else {
-            return Ok(None);
+            return Ok(false);
         };
         if count <= 0 {
             // Redis ignores `*0` and `*-1`; so does raftkv.
             let _ = buf.split_to(header_end);
-            self.state = State::Start;
-            return Ok(Some(()));
+            return Ok(true);
         }
         let expected = usize::try_from(count).map_err(|_| ProtocolError::InvalidMultibulkLength)?;
         if expected > limits.max_arguments {
@@ -224,56 +231,73 @@ impl RequestParser {
         }
         // Reserve for what is likely, not for what is declared: the count is the client's word.
         let arguments = Vec::with_capacity(expected.min(64));
-        self.state = State::Multibulk(MultibulkProgress { expected, arguments, next: header_end });
-        Ok(Some(()))
+        self.state =
+            State::Multibulk(MultibulkProgress { expected, arguments, next: header_end, pending: None });
+        Ok(true)
     }
 
     fn continue_multibulk(
         &mut self,
+        mut progress: MultibulkProgress,
         buf: &mut BytesMut,
         limits: &Limits,
     ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        loop {
-            let State::Multibulk(progress) = &self.state else { unreachable!("called in a multibulk") };
-            if progress.arguments.len() == progress.expected {
-                break;
-            }
-            let next = progress.next;
-            let Some(&kind) = buf.get(next) else { return Ok(None) };
-            self.examined_bytes += 1;
-            if kind != b'$' {
-                return Err(ProtocolError::ExpectedBulk(printable(kind)));
-            }
-            let Some((length, data_start)) = self.length_line(
-                buf,
-                next + 1,
-                ProtocolError::InvalidBulkLength,
-                ProtocolError::BulkCountTooLong,
-            )?
-            else {
-                return Ok(None);
+        while progress.arguments.len() < progress.expected {
+            let data = match progress.pending.take() {
+                Some(data) => data,
+                None => match self.bulk_header(buf, progress.next, limits)? {
+                    Some(data) => data,
+                    None => {
+                        self.state = State::Multibulk(progress);
+                        return Ok(None);
+                    }
+                },
             };
-            let length = usize::try_from(length).map_err(|_| ProtocolError::InvalidBulkLength)?;
-            if length > limits.max_bulk_bytes {
-                return Err(ProtocolError::InvalidBulkLength);
-            }
-            let data_end = data_start.checked_add(length).ok_or(ProtocolError::InvalidBulkLength)?;
-            let Some(after) = data_end.checked_add(2) else { return Err(ProtocolError::InvalidBulkLength) };
+            let after = data.end + 2;
             if buf.len() < after {
-                // The data is not all here. Leave `next` at the header: re-reading it is O(1).
+                // The data is not all here: remember the header, so that waiting costs O(1) per call.
+                progress.pending = Some(data);
+                self.state = State::Multibulk(progress);
                 return Ok(None);
             }
             self.examined_bytes += 2;
-            if &buf[data_end..after] != b"\r\n" {
+            if &buf[data.end..after] != b"\r\n" {
                 return Err(ProtocolError::ExpectedCrlfAfterBulk);
             }
-            let State::Multibulk(progress) = &mut self.state else { unreachable!("still a multibulk") };
-            progress.arguments.push(data_start..data_end);
+            progress.arguments.push(data);
             progress.next = after;
         }
-        let State::Multibulk(progress) = std::mem::take(&mut self.state) else { unreachable!("multibulk") };
         let frame = buf.split_to(progress.next).freeze();
         Ok(Some(progress.arguments.into_iter().map(|range| frame.slice(range)).collect()))
+    }
+
+    /// Reads the `$<length>` header at `at`; returns where the data lies (its CRLF follows it), or `None`
+    /// if the header is incomplete.
+    fn bulk_header(
+        &mut self,
+        buf: &BytesMut,
+        at: usize,
+        limits: &Limits,
+    ) -> Result<Option<Range<usize>>, ProtocolError> {
+        let Some(&kind) = buf.get(at) else { return Ok(None) };
+        self.examined_bytes += 1;
+        if kind != b'$' {
+            return Err(ProtocolError::ExpectedBulk(printable(kind)));
+        }
+        let Some((length, data_start)) =
+            self.length_line(buf, at + 1, ProtocolError::InvalidBulkLength, ProtocolError::BulkCountTooLong)?
+        else {
+            return Ok(None);
+        };
+        let length = usize::try_from(length).map_err(|_| ProtocolError::InvalidBulkLength)?;
+        if length > limits.max_bulk_bytes {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        // The end plus its CRLF must be representable; with any sane limit it is.
+        match data_start.checked_add(length) {
+            Some(data_end) if data_end.checked_add(2).is_some() => Ok(Some(data_start..data_end)),
+            _ => Err(ProtocolError::InvalidBulkLength),
+        }
     }
 
     /// Reads a decimal length line that starts at `start` (just after `*` or `$`) and ends with CRLF.
@@ -300,18 +324,22 @@ impl RequestParser {
         Ok(Some((number, start + cr + 2)))
     }
 
-    fn inline_line(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<InlineOutcome, ProtocolError> {
-        let State::Inline { scanned } = &mut self.state else { unreachable!("called on an inline line") };
+    fn inline_line(
+        &mut self,
+        buf: &mut BytesMut,
+        scanned: usize,
+        limits: &Limits,
+    ) -> Result<InlineOutcome, ProtocolError> {
         // Search only up to the limit (plus the LF), so an endless line costs no more than the limit.
         let search_end = buf.len().min(limits.max_inline_bytes.saturating_add(2));
-        let from = (*scanned).min(search_end);
+        let from = scanned.min(search_end);
         let found = buf[from..search_end].iter().position(|&b| b == b'\n');
         self.examined_bytes += (found.map_or(search_end, |at| from + at + 1) - from) as u64;
         let Some(at) = found else {
             if buf.len() > limits.max_inline_bytes.saturating_add(1) {
                 return Err(ProtocolError::InlineTooBig);
             }
-            *scanned = search_end;
+            self.state = State::Inline { scanned: search_end };
             return Ok(InlineOutcome::Incomplete);
         };
         let newline = from + at;
