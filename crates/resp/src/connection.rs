@@ -247,14 +247,14 @@ impl Connection {
             };
         }
         let mut new_name = None;
+        let mut username = None;
         let mut at = 1;
+        // As in Redis: every option is parsed before credentials are checked or anything changes.
         while at < args.len() {
             let option = &args[at];
             let more = args.len() - at - 1;
             if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-                if let Err(text) = check_credentials(&args[at + 1]) {
-                    return error(text);
-                }
+                username = Some(&args[at + 1]);
                 at += 3;
             } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
                 new_name = Some(args[at + 1].clone());
@@ -265,6 +265,9 @@ impl Connection {
                     String::from_utf8_lossy(option)
                 ));
             }
+        }
+        if let Some(Err(text)) = username.map(|username| check_credentials(username)) {
+            return error(text);
         }
         if let Some(name) = new_name {
             if let Err(text) = self.set_name(name) {
@@ -349,6 +352,10 @@ pub fn is_connection_command(name: &[u8]) -> bool {
 
 impl ConnectionCommand {
     fn from_name(name: &[u8]) -> Option<ConnectionCommand> {
+        // The longest is READWRITE; most commands are data commands, so reject them cheaply.
+        if name.len() > "readwrite".len() {
+            return None;
+        }
         CONNECTION_COMMANDS
             .iter()
             .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))

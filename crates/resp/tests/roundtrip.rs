@@ -112,3 +112,82 @@ fn a_huge_declared_argument_count_is_refused() {
         ProtocolError::InvalidMultibulkLength
     );
 }
+
+fn word_strategy() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "MULTI",
+            "EXEC",
+            "DISCARD",
+            "PING",
+            "ECHO",
+            "QUIT",
+            "RESET",
+            "AUTH",
+            "HELLO",
+            "SELECT",
+            "CLIENT",
+            "CONFIG",
+            "COMMAND",
+            "INFO",
+            "READONLY",
+            "READWRITE",
+            "UNWATCH",
+            "GET",
+            "SET",
+            "INCR",
+            "MSET",
+            "SCAN",
+            "SETNAME",
+            "SETINFO",
+            "GETNAME",
+            "ID",
+            "GET",
+            "SET",
+            "DOCS",
+            "COUNT",
+            "LIST",
+            "LIB-NAME",
+            "AUTH",
+            "2",
+            "3",
+            "0",
+            "-1",
+            "*",
+            "save",
+            "default",
+            "NX",
+            "EX",
+            "10",
+        ])
+        .prop_map(|word| word.as_bytes().to_vec()),
+        prop::collection::vec(any::<u8>(), 0..6),
+    ]
+}
+
+proptest! {
+    /// Any sequence of commands built from the commands' own words leaves the connection consistent:
+    /// nothing panics, EXEC outside MULTI is always an error, and every Execute carries a command that
+    /// is a transaction exactly when it answers EXEC.
+    #[test]
+    fn random_command_sequences_never_panic(
+        commands in prop::collection::vec(prop::collection::vec(word_strategy(), 0..5), 0..30)
+    ) {
+        let mut connection = Connection::new(9, small_limits());
+        for words in commands {
+            let was_in_multi = connection.in_multi();
+            let is_exec = words.first().is_some_and(|w| w.eq_ignore_ascii_case(b"EXEC")) && words.len() == 1;
+            let action = connection.handle(words.into_iter().map(Bytes::from).collect());
+            match action {
+                resp::Action::Execute { command, .. } => {
+                    prop_assert_eq!(matches!(command, kv::Command::Multi(_)), is_exec);
+                    prop_assert!(is_exec || !was_in_multi);
+                }
+                resp::Action::Reply(resp::Frame::Error(text)) if is_exec && !was_in_multi => {
+                    prop_assert_eq!(text, "ERR EXEC without MULTI");
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -277,6 +277,11 @@ fn hello_errors_match_redis() {
         error_text(&mut c, &["HELLO", "3", "AUTH", "alice", "pw"]),
         "WRONGPASS invalid username-password pair or user is disabled."
     );
+    // Options are all parsed before the credentials are checked.
+    assert_eq!(
+        error_text(&mut c, &["HELLO", "3", "AUTH", "alice", "pw", "FOO"]),
+        "ERR Syntax error in HELLO option 'FOO'"
+    );
     assert_eq!(
         error_text(&mut c, &["HELLO", "3", "SETNAME", "a b"]),
         "ERR Client names cannot contain spaces, newlines or special characters."
