@@ -21,12 +21,12 @@
 
 mod admin;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kv::{Command, ParseError, Transaction};
 use node::Consistency;
 
 use crate::encode::{Frame, ProtocolVersion};
-use crate::parse::Limits;
+use crate::parse::{Limits, ProtocolError, RequestParser};
 use crate::table;
 
 /// What the server should do with one command.
@@ -68,6 +68,8 @@ pub struct Connection {
     read_consistency: Consistency,
     /// `Some` between MULTI and EXEC/DISCARD.
     multi: Option<MultiState>,
+    /// Progress through a partial request in the connection's input buffer ([`Connection::parse`]).
+    parser: RequestParser,
 }
 
 #[derive(Clone, Debug)]
@@ -90,7 +92,15 @@ impl Connection {
             lib_version: None,
             read_consistency: Consistency::Linearizable,
             multi: None,
+            parser: RequestParser::new(),
         }
+    }
+
+    /// The next request from the connection's input buffer, within this connection's limits: as
+    /// [`crate::parse_command`], but resuming where the last call stopped, so a request costs time linear
+    /// in its size however it is chunked. Between calls, only append to `buf`.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        self.parser.parse(buf, &self.limits)
     }
 
     /// The protocol to encode this connection's replies with (it changes after HELLO).
@@ -229,9 +239,12 @@ impl Connection {
         }
     }
 
-    /// RESET: back to a fresh connection's state (Redis 6.2), keeping the id and limits.
+    /// RESET: back to a fresh connection's state (Redis 6.2), keeping the id, the limits and the
+    /// parser's place in the input.
     fn reset(&mut self) -> Action {
+        let parser = std::mem::take(&mut self.parser);
         *self = Connection::new(self.client_id, self.limits);
+        self.parser = parser;
         Action::Reply(Frame::Simple("RESET".to_owned()))
     }
 

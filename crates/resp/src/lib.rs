@@ -4,14 +4,13 @@
 //! # The server's loop, per connection
 //! ```
 //! use bytes::BytesMut;
-//! use resp::{encode_frame, encode_reply, Action, Connection, Limits, RequestParser};
+//! use resp::{encode_frame, encode_reply, Action, Connection, Limits};
 //!
 //! let mut connection = Connection::new(7, Limits::default());
-//! let mut parser = RequestParser::new();
 //! // Bytes as they came off the socket: two pipelined requests, the second one incomplete.
 //! let mut input = BytesMut::from(&b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk"[..]);
 //! let mut output = BytesMut::new();
-//! while let Some(argv) = parser.parse(&mut input, connection.limits()).expect("well-formed") {
+//! while let Some(argv) = connection.parse(&mut input).expect("well-formed") {
 //!     match connection.handle(argv) {
 //!         Action::Reply(frame) => encode_frame(&frame, connection.protocol(), &mut output),
 //!         Action::Execute { command, consistency } => {
@@ -31,8 +30,10 @@
 //! out in request order; that is the server's job, since state-machine answers arrive later.
 //!
 //! # The pieces
-//! - [`parse_command`] / [`RequestParser`]: one request from the front of a buffer — RESP2 arrays of bulk
-//!   strings, or inline lines (`PING`, `set a "b c"`) so that `telnet` works — within [`Limits`].
+//! - [`parse_command`] / [`RequestParser`] / [`Connection::parse`]: one request from the front of a
+//!   buffer — RESP2 arrays of bulk strings, or inline lines (`PING`, `set a "b c"`) so that `telnet`
+//!   works — within [`Limits`]. `parse_command` keeps no state; the other two resume where they
+//!   stopped, so their cost is linear in the input however it is chunked (use them in the server).
 //! - [`Connection::handle`]: one argv → an [`Action`]. Connection commands (PING, ECHO, QUIT, RESET,
 //!   AUTH, HELLO, SELECT, CLIENT, CONFIG, COMMAND, INFO, READONLY, READWRITE, MULTI, EXEC, DISCARD,
 //!   UNWATCH) are answered here; the rest go through [`kv::parse`].

@@ -551,3 +551,18 @@ fn replies_from_kv_convert_to_frames() {
     assert_eq!(Frame::from(Reply::Ok), Frame::ok());
     assert_eq!(Frame::from(Reply::Nil), Frame::Null);
 }
+
+#[test]
+fn connection_parse_resumes_and_survives_reset() {
+    let mut c = Connection::new(1, Limits { max_arguments: 3, ..Limits::default() });
+    let mut buf = BytesMut::from(&b"*1\r\n$5\r\nRESET\r\n*2\r\n$4\r\nECHO\r\n$2\r\nh"[..]);
+    let argv = c.parse(&mut buf).unwrap().unwrap();
+    assert_eq!(c.handle(argv), Action::Reply(simple("RESET")));
+    assert_eq!(c.parse(&mut buf).unwrap(), None);
+    buf.extend_from_slice(b"i\r\n");
+    let argv = c.parse(&mut buf).unwrap().unwrap();
+    assert_eq!(c.handle(argv), Action::Reply(Frame::bulk("hi")));
+    // The connection's own limits apply.
+    let mut buf = BytesMut::from(&b"*4\r\n"[..]);
+    assert_eq!(c.parse(&mut buf).unwrap_err(), ProtocolError::InvalidMultibulkLength);
+}

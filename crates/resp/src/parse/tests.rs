@@ -349,3 +349,14 @@ fn lengths_parse_like_redis_string2ll() {
         assert_eq!(parse_decimal(bad), None, "{:?}", String::from_utf8_lossy(bad));
     }
 }
+
+#[test]
+fn a_protocol_error_goes_out_as_a_redis_error_line() {
+    let mut out = BytesMut::new();
+    crate::encode_reply(
+        &ProtocolError::InvalidBulkLength.to_reply(),
+        crate::ProtocolVersion::Resp2,
+        &mut out,
+    );
+    assert_eq!(&out[..], b"-ERR Protocol error: invalid bulk length\r\n");
+}
