@@ -10,8 +10,9 @@
 //!
 //! [`parse_command`] keeps no state between calls, so each call re-reads the headers of the arguments
 //! already buffered: a large bulk fed in small chunks costs O(1) per call, but a request with very many
-//! arguments fed in small chunks costs O(arguments) per call. [`RequestParser`] remembers where it got
-//! to, so every byte is examined once whatever the chunking; a server should keep one per connection.
+//! arguments fed in small chunks costs O(arguments) per call. [`RequestParser`] (and
+//! `Connection::parse`, which holds one) remembers where it got to, so the work is linear in the input
+//! whatever the chunking; a server should use one per connection.
 //!
 //! # Limits
 //! Every length is checked against [`Limits`] before anything is reserved, so a declared bulk of 10^12
@@ -101,7 +102,8 @@ pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<B
 }
 
 /// A request parser that remembers how far it got in a partial request, so each buffered byte is
-/// examined once however the request is split. Use one per connection, and between calls only append
+/// examined once however the request is split (only a length line cut in two, at most
+/// [`MAX_LENGTH_LINE_BYTES`] long, is read again). Use one per connection, and between calls only append
 /// to the buffer (the parser holds offsets into it); [`RequestParser::reset`] forgets the progress.
 #[derive(Clone, Debug, Default)]
 pub struct RequestParser {
