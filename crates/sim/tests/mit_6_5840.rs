@@ -18,6 +18,13 @@ use sim::scenario::{command_of, Scenario, Started};
 use sim::world::{ELECTION_TIMEOUT_TICKS, TICK_US};
 use sim::FaultSettings;
 
+/// The seeds a randomized scenario runs: `1..=default`, or `1..=N` with `RAFTKV_LAB_SEEDS=N` for a longer
+/// search.
+fn seeds(default: u64) -> std::ops::RangeInclusive<u64> {
+    let count = std::env::var("RAFTKV_LAB_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(default);
+    1..=count
+}
+
 /// The lab's `RaftElectionTimeout`: its tester sleeps in multiples of it.
 const RAFT_ELECTION_TIMEOUT_MS: u64 = 1_000;
 
@@ -64,7 +71,7 @@ fn reboot(s: &mut Scenario, id: NodeId) {
 /// still a leader.
 #[test]
 fn test_initial_election() {
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         let mut s = calm(3, seed);
         s.check_one_leader();
         s.run_ms(50);
@@ -82,7 +89,7 @@ fn test_initial_election() {
 /// quorum returns, a leader is elected again.
 #[test]
 fn test_re_election() {
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         let mut s = calm(3, seed);
         let leader1 = s.check_one_leader();
         s.disconnect(leader1);
@@ -104,7 +111,7 @@ fn test_re_election() {
 /// and a leader must be there within 5 s; then they reconnect.
 #[test]
 fn test_many_elections() {
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         let mut s = calm(7, seed);
         s.check_one_leader();
         for _ in 0..10 {
@@ -124,19 +131,21 @@ fn test_many_elections() {
 /// leader's no-op and a session registration, so the indexes must only increase.)
 #[test]
 fn test_basic_agree() {
-    let mut s = calm(3, 1);
-    let mut expected: Vec<(Index, Command)> = Vec::new();
-    for i in 1..=3u64 {
-        let command = cmd(i * 100);
-        if let Some(index) = s.applied_index_of(&command, 0) {
-            s.fail(format!("{command:?} committed at {index} before Start()"));
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        let mut expected: Vec<(Index, Command)> = Vec::new();
+        for i in 1..=3u64 {
+            let command = cmd(i * 100);
+            if let Some(index) = s.applied_index_of(&command, 0) {
+                s.fail(format!("{command:?} committed at {index} before Start()"));
+            }
+            let index = s.one(command.clone(), 3, false);
+            assert!(expected.last().is_none_or(|&(last, _)| index > last), "index {index} out of order");
+            expected.push((index, command));
         }
-        let index = s.one(command.clone(), 3, false);
-        assert!(expected.last().is_none_or(|&(last, _)| index > last), "index {index} out of order");
-        expected.push((index, command));
-    }
-    for id in s.node_ids().collect::<Vec<_>>() {
-        assert_eq!(s.applied_commands(id), expected, "node {id} applied something else");
+        for id in s.node_ids().collect::<Vec<_>>() {
+            assert_eq!(s.applied_commands(id), expected, "node {id} applied something else");
+        }
     }
 }
 
@@ -144,40 +153,45 @@ fn test_basic_agree() {
 /// bytes of all RPCs must stay within 3 × the command bytes + 50,000 (the lab's bound for 3 servers).
 #[test]
 fn test_rpc_bytes() {
-    let mut s = calm(3, 1);
-    s.one(cmd(99), 3, false);
-    let bytes0 = s.rpc_bytes();
-    let mut sent = 0;
-    for _ in 0..10 {
-        let value: String = (0..5_000).map(|_| s.rng().gen_range(b'a'..=b'z') as char).collect();
-        sent += value.len() as u64;
-        s.one(cmd(value), 3, false);
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(99), 3, false);
+        let bytes0 = s.rpc_bytes();
+        let mut sent = 0;
+        for _ in 0..10 {
+            let value: String = (0..5_000).map(|_| s.rng().gen_range(b'a'..=b'z') as char).collect();
+            sent += value.len() as u64;
+            s.one(cmd(value), 3, false);
+        }
+        let got = s.rpc_bytes() - bytes0;
+        let expected = 3 * sent;
+        println!("RPC bytes for {sent} command bytes: {got} (bound {})", expected + 50_000);
+        assert!(got <= expected + 50_000, "too many RPC bytes; got {got}, expected {expected}");
     }
-    let got = s.rpc_bytes() - bytes0;
-    let expected = 3 * sent;
-    assert!(got <= expected + 50_000, "too many RPC bytes; got {got}, expected {expected}");
 }
 
 /// TestFollowerFailure3B: with one follower disconnected the other two agree (within 10 s); with both
 /// followers gone, a command the leader accepted is not committed after 2 election timeouts.
 #[test]
 fn test_follower_failure() {
-    let mut s = calm(3, 1);
-    s.one(cmd(101), 3, false);
-    let leader1 = s.check_one_leader();
-    s.disconnect(s.peer_after(leader1, 1));
-    s.one(cmd(102), 2, false);
-    s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
-    s.one(cmd(103), 2, false);
-    let leader2 = s.check_one_leader();
-    s.disconnect(s.peer_after(leader2, 1));
-    s.disconnect(s.peer_after(leader2, 2));
-    if s.start(leader2, cmd(104)).is_none() {
-        s.fail("leader rejected Start()");
-    }
-    s.run_ms(2 * RAFT_ELECTION_TIMEOUT_MS);
-    if let Some(index) = s.applied_index_of(&cmd(104), 0) {
-        s.fail(format!("command 104 committed at {index} without a majority"));
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(101), 3, false);
+        let leader1 = s.check_one_leader();
+        s.disconnect(s.peer_after(leader1, 1));
+        s.one(cmd(102), 2, false);
+        s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
+        s.one(cmd(103), 2, false);
+        let leader2 = s.check_one_leader();
+        s.disconnect(s.peer_after(leader2, 1));
+        s.disconnect(s.peer_after(leader2, 2));
+        if s.start(leader2, cmd(104)).is_none() {
+            s.fail("leader rejected Start()");
+        }
+        s.run_ms(2 * RAFT_ELECTION_TIMEOUT_MS);
+        if let Some(index) = s.applied_index_of(&cmd(104), 0) {
+            s.fail(format!("command 104 committed at {index} without a majority"));
+        }
     }
 }
 
@@ -186,21 +200,23 @@ fn test_follower_failure() {
 /// committed after 2 election timeouts.
 #[test]
 fn test_leader_failure() {
-    let mut s = calm(3, 1);
-    s.one(cmd(101), 3, false);
-    let leader1 = s.check_one_leader();
-    s.disconnect(leader1);
-    s.one(cmd(102), 2, false);
-    s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
-    s.one(cmd(103), 2, false);
-    let leader2 = s.check_one_leader();
-    s.disconnect(leader2);
-    for id in s.node_ids().collect::<Vec<_>>() {
-        s.submit(id, cmd(104));
-    }
-    s.run_ms(2 * RAFT_ELECTION_TIMEOUT_MS);
-    if let Some(index) = s.applied_index_of(&cmd(104), 0) {
-        s.fail(format!("command 104 committed at {index} but no majority"));
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(101), 3, false);
+        let leader1 = s.check_one_leader();
+        s.disconnect(leader1);
+        s.one(cmd(102), 2, false);
+        s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
+        s.one(cmd(103), 2, false);
+        let leader2 = s.check_one_leader();
+        s.disconnect(leader2);
+        for id in s.node_ids().collect::<Vec<_>>() {
+            s.submit(id, cmd(104));
+        }
+        s.run_ms(2 * RAFT_ELECTION_TIMEOUT_MS);
+        if let Some(index) = s.applied_index_of(&cmd(104), 0) {
+            s.fail(format!("command 104 committed at {index} but no majority"));
+        }
     }
 }
 
@@ -208,20 +224,22 @@ fn test_leader_failure() {
 /// the next commands reach all three servers within 10 s.
 #[test]
 fn test_fail_agree() {
-    let mut s = calm(3, 1);
-    s.one(cmd(101), 3, false);
-    let leader = s.check_one_leader();
-    let follower = s.peer_after(leader, 1);
-    s.disconnect(follower);
-    s.one(cmd(102), 2, false);
-    s.one(cmd(103), 2, false);
-    s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
-    s.one(cmd(104), 2, false);
-    s.one(cmd(105), 2, false);
-    s.connect(follower);
-    s.one(cmd(106), 3, true);
-    s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
-    s.one(cmd(107), 3, true);
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(101), 3, false);
+        let leader = s.check_one_leader();
+        let follower = s.peer_after(leader, 1);
+        s.disconnect(follower);
+        s.one(cmd(102), 2, false);
+        s.one(cmd(103), 2, false);
+        s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
+        s.one(cmd(104), 2, false);
+        s.one(cmd(105), 2, false);
+        s.connect(follower);
+        s.one(cmd(106), 3, true);
+        s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
+        s.one(cmd(107), 3, true);
+    }
 }
 
 /// TestFailNoAgree3B: with 3 of 5 servers disconnected the leader accepts a command but nothing commits
@@ -230,36 +248,44 @@ fn test_fail_agree() {
 /// re-proposal of 20 in between), and all five agree within 10 s.
 #[test]
 fn test_fail_no_agree() {
-    let mut s = calm(5, 1);
-    s.one(cmd(10), 5, false);
-    let leader = s.check_one_leader();
-    for k in 1..=3 {
-        s.disconnect(s.peer_after(leader, k));
+    for seed in seeds(5) {
+        let mut s = calm(5, seed);
+        s.one(cmd(10), 5, false);
+        let leader = s.check_one_leader();
+        for k in 1..=3 {
+            s.disconnect(s.peer_after(leader, k));
+        }
+        let Some(Started { index: Some(index), .. }) = s.start(leader, cmd(20)) else {
+            s.fail("leader rejected Start(), or did not propose it at once");
+        };
+        s.run_ms(2 * RAFT_ELECTION_TIMEOUT_MS);
+        let (n, _) = s.n_committed(index);
+        if n > 0 {
+            s.fail(format!("{n} committed but no majority"));
+        }
+        for k in 1..=3 {
+            s.connect(s.peer_after(leader, k));
+        }
+        let leader2 = s.check_one_leader();
+        let Some(started) = s.start(leader2, cmd(30)) else { s.fail("leader2 rejected Start()") };
+        if let Some(index2) = started.index {
+            assert!((index..=index + 3).contains(&index2), "unexpected index {index2} (20 was at {index})");
+        }
+        s.one(cmd(1000), 5, true);
     }
-    let Some(Started { index: Some(index), .. }) = s.start(leader, cmd(20)) else {
-        s.fail("leader rejected Start(), or did not propose it at once");
-    };
-    s.run_ms(2 * RAFT_ELECTION_TIMEOUT_MS);
-    let (n, _) = s.n_committed(index);
-    if n > 0 {
-        s.fail(format!("{n} committed but no majority"));
-    }
-    for k in 1..=3 {
-        s.connect(s.peer_after(leader, k));
-    }
-    let leader2 = s.check_one_leader();
-    let Some(started) = s.start(leader2, cmd(30)) else { s.fail("leader2 rejected Start()") };
-    if let Some(index2) = started.index {
-        assert!((index..=index + 3).contains(&index2), "unexpected index {index2} (20 was at {index})");
-    }
-    s.one(cmd(1000), 5, true);
 }
 
 /// TestConcurrentStarts3B: five commands started at once on the leader all commit, in its term, on all
 /// three servers (retrying up to five times if the term changes meanwhile, as the lab does).
 #[test]
 fn test_concurrent_starts() {
-    let mut s = calm(3, 1);
+    for seed in seeds(5) {
+        concurrent_starts(seed);
+    }
+}
+
+fn concurrent_starts(seed: u64) {
+    let mut s = calm(3, seed);
     for attempt in 0..5 {
         if attempt > 0 {
             s.run_ms(3_000);
@@ -298,26 +324,30 @@ fn test_concurrent_starts() {
 /// indexes), and all three servers agree within 10 s.
 #[test]
 fn test_rejoin() {
-    let mut s = calm(3, 1);
-    s.one(cmd(101), 3, true);
-    let leader1 = s.check_one_leader();
-    let term1 = s.term_of(leader1).expect("runs");
-    s.disconnect(leader1);
-    let stale: Vec<Index> =
-        [102, 103, 104].iter().filter_map(|&x| s.start(leader1, cmd(x)).and_then(|st| st.index)).collect();
-    assert_eq!(stale.len(), 3, "the old leader took the three commands into its log");
-    s.one(cmd(103), 2, true);
-    let leader2 = s.check_one_leader();
-    s.disconnect(leader2);
-    s.connect(leader1);
-    s.one(cmd(104), 2, true);
-    s.connect(leader2);
-    s.one(cmd(105), 3, true);
-    for index in stale {
-        let (n, entry) = s.n_committed(index);
-        let entry = entry.expect("applied");
-        assert_eq!(n, 3);
-        assert!(entry.term > term1, "index {index} still holds the old leader's entry {entry}");
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(101), 3, true);
+        let leader1 = s.check_one_leader();
+        let term1 = s.term_of(leader1).expect("runs");
+        s.disconnect(leader1);
+        let stale: Vec<Index> = [102, 103, 104]
+            .iter()
+            .filter_map(|&x| s.start(leader1, cmd(x)).and_then(|st| st.index))
+            .collect();
+        assert_eq!(stale.len(), 3, "the old leader took the three commands into its log");
+        s.one(cmd(103), 2, true);
+        let leader2 = s.check_one_leader();
+        s.disconnect(leader2);
+        s.connect(leader1);
+        s.one(cmd(104), 2, true);
+        s.connect(leader2);
+        s.one(cmd(105), 3, true);
+        for index in stale {
+            let (n, entry) = s.n_committed(index);
+            let entry = entry.expect("applied");
+            assert_eq!(n, 3);
+            assert!(entry.term > term1, "index {index} still holds the old leader's entry {entry}");
+        }
     }
 }
 
@@ -326,7 +356,7 @@ fn test_rejoin() {
 /// finally all five agree within 10 s.
 #[test]
 fn test_backup() {
-    for seed in 1..=3 {
+    for seed in seeds(3) {
         let mut s = calm(5, seed);
         let value = random_value(&mut s);
         s.one(cmd(value), 5, true);
@@ -394,46 +424,50 @@ fn test_backup() {
 #[test]
 fn test_count() {
     const ITERS: u64 = 10;
-    let mut s = calm(3, 1);
-    s.check_one_leader();
-    let total1 = s.rpc_total();
-    assert!((1..=30).contains(&total1), "too many or few RPCs ({total1}) to elect initial leader");
-    // Not in the lab: the leader's glue opens its client session first, so proposals go straight in.
-    s.one(cmd(0), 3, false);
-    let mut total2 = None;
-    'tries: for attempt in 0..5 {
-        if attempt > 0 {
-            s.run_ms(3_000);
-        }
-        let leader = s.check_one_leader();
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.check_one_leader();
         let total1 = s.rpc_total();
-        let Some(Started { term, index: Some(starti), .. }) = s.start(leader, cmd(1)) else { continue };
-        let mut commands = vec![cmd(1)];
-        for i in 1..=ITERS {
-            let command = cmd(random_value(&mut s));
-            let Some(started) = s.start(leader, command.clone()) else { continue 'tries };
-            if started.term != term {
-                continue 'tries;
+        assert!((1..=30).contains(&total1), "too many or few RPCs ({total1}) to elect initial leader");
+        // Not in the lab: the leader's glue opens its client session first, so proposals go straight in.
+        s.one(cmd(0), 3, false);
+        let mut total2 = None;
+        'tries: for attempt in 0..5 {
+            if attempt > 0 {
+                s.run_ms(3_000);
             }
-            assert_eq!(started.index, Some(starti + i), "Start() failed");
-            commands.push(command);
+            let leader = s.check_one_leader();
+            let total1 = s.rpc_total();
+            let Some(Started { term, index: Some(starti), .. }) = s.start(leader, cmd(1)) else { continue };
+            let mut commands = vec![cmd(1)];
+            for i in 1..=ITERS {
+                let command = cmd(random_value(&mut s));
+                let Some(started) = s.start(leader, command.clone()) else { continue 'tries };
+                if started.term != term {
+                    continue 'tries;
+                }
+                assert_eq!(started.index, Some(starti + i), "Start() failed");
+                commands.push(command);
+            }
+            for (i, command) in (starti..).zip(&commands) {
+                let Some(entry) = s.wait_applied(i, 3, Some(term)) else { continue 'tries };
+                assert_eq!(command_of(&entry).as_ref(), Some(command), "wrong value at index {i}");
+            }
+            let spent = s.rpc_total() - total1;
+            let bound = (ITERS + 1 + 3) * 3;
+            println!("{} entries took {spent} RPCs (bound {bound})", ITERS + 1);
+            assert!(spent <= bound, "too many RPCs ({spent}) for {} entries (bound {bound})", ITERS + 1);
+            total2 = Some(s.rpc_total());
+            break;
         }
-        for (i, command) in (starti..).zip(&commands) {
-            let Some(entry) = s.wait_applied(i, 3, Some(term)) else { continue 'tries };
-            assert_eq!(command_of(&entry).as_ref(), Some(command), "wrong value at index {i}");
-        }
-        let spent = s.rpc_total() - total1;
-        let bound = (ITERS + 1 + 3) * 3;
-        assert!(spent <= bound, "too many RPCs ({spent}) for {} entries (bound {bound})", ITERS + 1);
-        total2 = Some(s.rpc_total());
-        break;
+        let Some(total2) = total2 else { s.fail("term changed too often") };
+        s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
+        let idle = s.rpc_total() - total2;
+        let our_election_timeout_ms = ELECTION_TIMEOUT_TICKS * TICK_US / 1_000;
+        let bound = 3 * 20 * RAFT_ELECTION_TIMEOUT_MS / our_election_timeout_ms;
+        println!("initial election took {total1} RPCs; 1 s of idleness {idle} (bound {bound})");
+        assert!(idle <= bound, "too many RPCs ({idle}) for 1 second of idleness (bound {bound})");
     }
-    let Some(total2) = total2 else { s.fail("term changed too often") };
-    s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
-    let idle = s.rpc_total() - total2;
-    let our_election_timeout_ms = ELECTION_TIMEOUT_TICKS * TICK_US / 1_000;
-    let bound = 3 * 20 * RAFT_ELECTION_TIMEOUT_MS / our_election_timeout_ms;
-    assert!(idle <= bound, "too many RPCs ({idle}) for 1 second of idleness (bound {bound})");
 }
 
 // ----- 3C: persistence -------------------------------------------------------------------------------
@@ -443,26 +477,28 @@ fn test_count() {
 /// agrees within 10 s.
 #[test]
 fn test_persist1() {
-    let mut s = calm(3, 1);
-    s.one(cmd(11), 3, true);
-    let all: Vec<NodeId> = s.node_ids().collect();
-    all.iter().for_each(|&id| s.crash(id));
-    all.iter().for_each(|&id| s.restart(id));
-    s.one(cmd(12), 3, true);
-    let leader1 = s.check_one_leader();
-    reboot(&mut s, leader1);
-    s.one(cmd(13), 3, true);
-    let leader2 = s.check_one_leader();
-    s.crash(leader2);
-    let index14 = s.one(cmd(14), 2, true);
-    s.restart(leader2);
-    s.wait_applied(index14, 3, None);
-    let leader3 = s.check_one_leader();
-    let i3 = s.peer_after(leader3, 1);
-    s.crash(i3);
-    s.one(cmd(15), 2, true);
-    s.restart(i3);
-    s.one(cmd(16), 3, true);
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(11), 3, true);
+        let all: Vec<NodeId> = s.node_ids().collect();
+        all.iter().for_each(|&id| s.crash(id));
+        all.iter().for_each(|&id| s.restart(id));
+        s.one(cmd(12), 3, true);
+        let leader1 = s.check_one_leader();
+        reboot(&mut s, leader1);
+        s.one(cmd(13), 3, true);
+        let leader2 = s.check_one_leader();
+        s.crash(leader2);
+        let index14 = s.one(cmd(14), 2, true);
+        s.restart(leader2);
+        s.wait_applied(index14, 3, None);
+        let leader3 = s.check_one_leader();
+        let i3 = s.peer_after(leader3, 1);
+        s.crash(i3);
+        s.one(cmd(15), 2, true);
+        s.restart(i3);
+        s.one(cmd(16), 3, true);
+    }
 }
 
 /// TestPersist23C: five rounds on five servers: two followers disconnected while the rest commit, then
@@ -470,52 +506,56 @@ fn test_persist1() {
 /// promised), then the others; each agreement within 10 s.
 #[test]
 fn test_persist2() {
-    let mut s = calm(5, 1);
-    let mut index = 1;
-    for _ in 0..5 {
-        s.one(cmd(10 + index), 5, true);
-        index += 1;
-        let leader1 = s.check_one_leader();
-        s.disconnect(s.peer_after(leader1, 1));
-        s.disconnect(s.peer_after(leader1, 2));
-        s.one(cmd(10 + index), 3, true);
-        index += 1;
-        for k in [0, 3, 4] {
-            s.disconnect(s.peer_after(leader1, k));
+    for seed in seeds(5) {
+        let mut s = calm(5, seed);
+        let mut index = 1;
+        for _ in 0..5 {
+            s.one(cmd(10 + index), 5, true);
+            index += 1;
+            let leader1 = s.check_one_leader();
+            s.disconnect(s.peer_after(leader1, 1));
+            s.disconnect(s.peer_after(leader1, 2));
+            s.one(cmd(10 + index), 3, true);
+            index += 1;
+            for k in [0, 3, 4] {
+                s.disconnect(s.peer_after(leader1, k));
+            }
+            let id = s.peer_after(leader1, 1);
+            reboot(&mut s, id);
+            let id = s.peer_after(leader1, 2);
+            reboot(&mut s, id);
+            s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
+            let id = s.peer_after(leader1, 3);
+            reboot(&mut s, id);
+            s.one(cmd(10 + index), 3, true);
+            index += 1;
+            let id = s.peer_after(leader1, 4);
+            reboot(&mut s, id);
+            reboot(&mut s, leader1);
         }
-        let id = s.peer_after(leader1, 1);
-        reboot(&mut s, id);
-        let id = s.peer_after(leader1, 2);
-        reboot(&mut s, id);
-        s.run_ms(RAFT_ELECTION_TIMEOUT_MS);
-        let id = s.peer_after(leader1, 3);
-        reboot(&mut s, id);
-        s.one(cmd(10 + index), 3, true);
-        index += 1;
-        let id = s.peer_after(leader1, 4);
-        reboot(&mut s, id);
-        reboot(&mut s, leader1);
+        s.one(cmd(1000), 5, true);
     }
-    s.one(cmd(1000), 5, true);
 }
 
 /// TestPersist33C: a partitioned leader and one follower crash; the follower that missed an entry and
 /// the restarted leader agree within 10 s (the leader must have kept its log), then all three.
 #[test]
 fn test_persist3() {
-    let mut s = calm(3, 1);
-    s.one(cmd(101), 3, false);
-    let leader = s.check_one_leader();
-    let lagging = s.peer_after(leader, 2);
-    s.disconnect(lagging);
-    s.one(cmd(102), 2, false);
-    s.crash(leader);
-    s.crash(s.peer_after(leader, 1));
-    s.connect(lagging);
-    s.restart(leader);
-    s.one(cmd(103), 2, true);
-    s.restart(s.peer_after(leader, 1));
-    s.one(cmd(104), 3, true);
+    for seed in seeds(5) {
+        let mut s = calm(3, seed);
+        s.one(cmd(101), 3, false);
+        let leader = s.check_one_leader();
+        let lagging = s.peer_after(leader, 2);
+        s.disconnect(lagging);
+        s.one(cmd(102), 2, false);
+        s.crash(leader);
+        s.crash(s.peer_after(leader, 1));
+        s.connect(lagging);
+        s.restart(leader);
+        s.one(cmd(103), 2, true);
+        s.restart(s.peer_after(leader, 1));
+        s.one(cmd(104), 3, true);
+    }
 }
 
 /// The lab's Figure 8 sleeps: mostly a few milliseconds, sometimes up to half an election timeout.
@@ -532,11 +572,12 @@ fn figure8_pause_ms(s: &mut Scenario) -> u64 {
 /// Leader Completeness and State Machine Safety) run throughout; at the end all five agree within 10 s.
 #[test]
 fn test_figure8() {
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         let mut s = calm(5, seed);
         let value = random_value(&mut s);
         s.one(cmd(value), 1, true);
         let mut up = 5;
+        let mut leaders_crashed = 0;
         for _ in 0..1_000 {
             let mut leader = None;
             for id in s.node_ids().collect::<Vec<_>>() {
@@ -550,6 +591,7 @@ fn test_figure8() {
             if let Some(leader) = leader.filter(|&id| s.is_up(id)) {
                 s.crash(leader);
                 up -= 1;
+                leaders_crashed += 1;
             }
             if up < 3 {
                 let id = random_node(&mut s);
@@ -565,7 +607,11 @@ fn test_figure8() {
             }
         }
         let value = random_value(&mut s);
-        s.one(cmd(value), 5, true);
+        let index = s.one(cmd(value), 5, true);
+        println!(
+            "seed {seed}: {leaders_crashed} leaders crashed, {} ms simulated, agreed at {index}",
+            s.now_ms()
+        );
     }
 }
 
@@ -574,7 +620,7 @@ fn test_figure8() {
 /// command reaches all five within 10 s.
 #[test]
 fn test_unreliable_agree() {
-    for seed in 1..=3 {
+    for seed in seeds(3) {
         let mut s = Scenario::new(5, seed, unreliable());
         for iters in 1..50u64 {
             let mut commands: Vec<Command> = (0..4).map(|j| cmd(100 * iters + j)).collect();
@@ -592,7 +638,7 @@ fn test_unreliable_agree() {
 #[test]
 fn test_figure8_unreliable() {
     let settings = FaultSettings { message_late: 0.1, ..unreliable() };
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         let mut s = Scenario::new(5, seed, settings.clone());
         let value = random_value(&mut s) % 10_000;
         s.one(cmd(value), 1, true);
@@ -625,7 +671,8 @@ fn test_figure8_unreliable() {
             s.connect(id);
         }
         let value = random_value(&mut s) % 10_000;
-        s.one(cmd(value), 5, true);
+        let index = s.one(cmd(value), 5, true);
+        println!("seed {seed}: {} ms simulated, agreed at {index}", s.now_ms());
     }
 }
 
@@ -729,13 +776,19 @@ fn churn(seed: u64, settings: FaultSettings) {
     for value in &values {
         assert!(really.contains(value), "seed {seed}: didn't find committed value {value:?} in the log");
     }
-    s.check_clients_linearizable();
+    let operations = s.check_clients_linearizable();
+    println!(
+        "seed {seed}: {} values seen committed, {} commands in the final log of {last_index}, {operations} \
+         client operations linearizable",
+        values.len(),
+        really.len()
+    );
 }
 
 /// TestReliableChurn3C: the churn on a reliable network.
 #[test]
 fn test_reliable_churn() {
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         churn(seed, FaultSettings::calm());
     }
 }
@@ -744,7 +797,7 @@ fn test_reliable_churn() {
 /// before the final agreement.
 #[test]
 fn test_unreliable_churn() {
-    for seed in 1..=5 {
+    for seed in seeds(5) {
         churn(seed, unreliable());
     }
 }
