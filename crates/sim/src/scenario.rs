@@ -591,3 +591,97 @@ fn trace_for(seed: u64) -> Trace {
         Err(error) => panic!("cannot write the trace to {}: {error}", path.display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn set(value: u64) -> Command {
+        Command::Set {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(value.to_string()),
+            condition: Default::default(),
+            get: false,
+            expiry: Default::default(),
+        }
+    }
+
+    fn three_nodes() -> Scenario {
+        Scenario::new(3, 1, FaultSettings::calm())
+    }
+
+    #[test]
+    fn a_majority_commits_and_a_crashed_leader_catches_up_from_its_disk() {
+        let mut s = three_nodes();
+        let first = s.one(set(1), 3, false);
+        let leader = s.check_one_leader();
+        let follower = s.peer_after(leader, 1);
+        s.disconnect(follower);
+        let started = s.start(leader, set(2)).expect("the leader takes it");
+        assert_eq!(started.index.map(|i| i > first), Some(true), "its session is open: proposed at once");
+        assert!(s.run_until(1_000, |s| s.applied_index_of(&set(2), first).is_some()));
+        let index = s.applied_index_of(&set(2), first).expect("applied");
+        assert_eq!(s.n_committed(index).0, 2, "the disconnected follower has not applied it");
+        s.crash(leader);
+        assert_eq!(s.applied_index(leader), None);
+        s.restart(leader);
+        s.connect(follower);
+        let entry = s.wait_applied(index, 3, None).expect("everyone applies it");
+        assert_eq!(command_of(&entry), Some(set(2)));
+        assert_eq!(s.applied_commands(follower)[..2], [(first, set(1)), (index, set(2))]);
+    }
+
+    #[test]
+    fn connecting_one_node_keeps_the_others_disconnected() {
+        let mut s = three_nodes();
+        s.check_one_leader();
+        s.disconnect(1);
+        s.disconnect(2);
+        s.connect(1);
+        assert!(s.is_connected(1) && !s.is_connected(2));
+        s.run_ms(2_000);
+        assert_eq!(s.node_ids().filter(|&id| s.is_leader(id) && id != 2).count(), 1, "1 and 3 elect one");
+        s.heal();
+        s.check_one_leader();
+        s.check_terms();
+    }
+
+    #[test]
+    #[should_panic(expected = "failed to reach agreement on 4 servers")]
+    fn one_fails_when_fewer_servers_can_apply_than_expected() {
+        three_nodes().one(set(1), 4, true);
+    }
+
+    #[test]
+    #[should_panic(expected = "expected no leader among connected servers")]
+    fn check_no_leader_fails_while_a_majority_is_connected() {
+        let mut s = three_nodes();
+        let leader = s.check_one_leader();
+        s.disconnect(s.peer_after(leader, 1));
+        s.run_ms(1_000);
+        s.check_no_leader();
+    }
+
+    #[test]
+    #[should_panic(expected = "expected one leader within 5000 ms, got none")]
+    fn check_one_leader_fails_without_a_quorum() {
+        let mut s = three_nodes();
+        let leader = s.check_one_leader();
+        s.disconnect(leader);
+        s.disconnect(s.peer_after(leader, 1));
+        s.check_one_leader();
+    }
+
+    #[test]
+    fn rpcs_are_counted_by_kind_and_replies_are_not_rpcs() {
+        let mut s = three_nodes();
+        s.one(set(1), 3, false);
+        let counts = s.message_counts().clone();
+        assert!(counts.of("heartbeat").messages > 0 && counts.of("append_request").bytes > 0);
+        let requests: u64 = REQUEST_KINDS.iter().map(|kind| counts.of(kind).messages).sum();
+        assert_eq!(counts.rpcs(), requests);
+        assert!(counts.of("append_response").messages > 0, "replies are counted, just not as RPCs");
+    }
+}
