@@ -9,6 +9,10 @@
 //! each new leader's no-op and the glue's session registrations (so a command's index is wherever it
 //! lands), and a node's glue retries a client's command itself after a leader change (at most once,
 //! through its session).
+//!
+//! A failure names its seed and simulated time. `RAFTKV_LAB_SEEDS=N` runs every scenario over seeds
+//! `1..=N` (a longer search); `RAFTKV_SCENARIO_TRACE_DIR=DIR` writes each run's trace to
+//! `DIR/<test>-seed<seed>.jsonl`.
 
 use bytes::Bytes;
 use kv::Command;
@@ -111,7 +115,7 @@ fn test_re_election() {
 /// and a leader must be there within 5 s; then they reconnect.
 #[test]
 fn test_many_elections() {
-    for seed in seeds(5) {
+    for seed in seeds(10) {
         let mut s = calm(7, seed);
         s.check_one_leader();
         for _ in 0..10 {
@@ -356,7 +360,7 @@ fn test_rejoin() {
 /// finally all five agree within 10 s.
 #[test]
 fn test_backup() {
-    for seed in seeds(3) {
+    for seed in seeds(5) {
         let mut s = calm(5, seed);
         let value = random_value(&mut s);
         s.one(cmd(value), 5, true);
@@ -572,7 +576,7 @@ fn figure8_pause_ms(s: &mut Scenario) -> u64 {
 /// Leader Completeness and State Machine Safety) run throughout; at the end all five agree within 10 s.
 #[test]
 fn test_figure8() {
-    for seed in seeds(5) {
+    for seed in seeds(10) {
         let mut s = calm(5, seed);
         let value = random_value(&mut s);
         s.one(cmd(value), 1, true);
@@ -620,7 +624,7 @@ fn test_figure8() {
 /// command reaches all five within 10 s.
 #[test]
 fn test_unreliable_agree() {
-    for seed in seeds(3) {
+    for seed in seeds(5) {
         let mut s = Scenario::new(5, seed, unreliable());
         for iters in 1..50u64 {
             let mut commands: Vec<Command> = (0..4).map(|j| cmd(100 * iters + j)).collect();
@@ -638,7 +642,7 @@ fn test_unreliable_agree() {
 #[test]
 fn test_figure8_unreliable() {
     let settings = FaultSettings { message_late: 0.1, ..unreliable() };
-    for seed in seeds(5) {
+    for seed in seeds(10) {
         let mut s = Scenario::new(5, seed, settings.clone());
         let value = random_value(&mut s) % 10_000;
         s.one(cmd(value), 1, true);
@@ -788,7 +792,7 @@ fn churn(seed: u64, settings: FaultSettings) {
 /// TestReliableChurn3C: the churn on a reliable network.
 #[test]
 fn test_reliable_churn() {
-    for seed in seeds(5) {
+    for seed in seeds(10) {
         churn(seed, FaultSettings::calm());
     }
 }
@@ -797,7 +801,7 @@ fn test_reliable_churn() {
 /// before the final agreement.
 #[test]
 fn test_unreliable_churn() {
-    for seed in seeds(5) {
+    for seed in seeds(10) {
         churn(seed, unreliable());
     }
 }
