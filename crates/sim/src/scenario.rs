@@ -649,6 +649,19 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_isolates_its_minority_until_healed() {
+        let mut s = three_nodes();
+        let leader = s.check_one_leader();
+        let others: Vec<NodeId> = s.node_ids().filter(|&id| id != leader).collect();
+        s.partition(&[leader], &others);
+        assert!(s.run_until(LEADER_BOUND_MS, |s| others.iter().any(|&id| s.is_leader(id))));
+        let index = s.one(set(7), 2, false);
+        assert!(s.applied_index(leader).is_some_and(|applied| applied < index), "the minority applied it");
+        s.heal();
+        s.wait_applied(index, 3, None).expect("the old leader catches up once healed");
+    }
+
+    #[test]
     #[should_panic(expected = "failed to reach agreement on 4 servers")]
     fn one_fails_when_fewer_servers_can_apply_than_expected() {
         three_nodes().one(set(1), 4, true);
