@@ -9,6 +9,7 @@ pub mod history;
 pub mod nemesis;
 pub mod network;
 pub mod runner;
+pub mod scenario;
 pub mod seed;
 mod sim_node;
 pub mod swarm;

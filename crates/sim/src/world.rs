@@ -88,6 +88,8 @@ pub struct World {
     /// Answers to liveness probes since the last probe round.
     probe_outcomes: Vec<(u64, Outcome)>,
     next_probe: u64,
+    /// Messages put on the network, by kind (counted only when a scenario asks for it).
+    message_counts: crate::scenario::MessageCounts,
 }
 
 /// Client tokens at or above this are liveness probes, not history operations.
@@ -166,6 +168,7 @@ impl World {
             ticks_done: 0,
             probe_outcomes: Vec::new(),
             next_probe: 0,
+            message_counts: Default::default(),
         };
         world.trace.record(
             0,
@@ -179,6 +182,66 @@ impl World {
             crate::boot::bootstrap(&world.nodes[id as usize - 1].disk, CLUSTER_ID, id, &ids);
         }
         world
+    }
+}
+
+/// Hooks for scripted scenarios ([`crate::scenario`]): the scenario drives this world by hand instead of
+/// through the swarm's nemesis and clients, and every check still runs after every step.
+impl World {
+    /// Client tokens of scenarios: above the probes' range start, so their answers come back through
+    /// [`World::take_scenario_outcomes`] and never touch the workload's history.
+    pub(crate) const SCENARIO_TOKEN_BASE: u64 = PROBE_BASE;
+
+    pub(crate) fn start_all_nodes(&mut self) -> Result<(), Violation> {
+        (0..self.nodes.len()).try_for_each(|index| self.start_node(index))
+    }
+
+    pub(crate) fn now(&self) -> TimeUs {
+        self.now
+    }
+
+    pub(crate) fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
+    pub(crate) fn run_to(&mut self, until: TimeUs) -> Result<(), Violation> {
+        self.run_until(until, |_| false)
+    }
+
+    pub(crate) fn sim_node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn inject(&mut self, action: FaultAction) -> Result<(), Violation> {
+        self.apply_fault(action)
+    }
+
+    pub(crate) fn take_scenario_outcomes(&mut self) -> Vec<(u64, Outcome)> {
+        std::mem::take(&mut self.probe_outcomes)
+    }
+
+    pub(crate) fn message_counts_mut(&mut self) -> &mut crate::scenario::MessageCounts {
+        &mut self.message_counts
+    }
+
+    pub(crate) fn stop_message_faults(&mut self) {
+        self.network.stop_message_faults();
+    }
+
+    pub(crate) fn stop_clients(&mut self) {
+        self.workload.stop_invoking();
+    }
+
+    pub(crate) fn clients_quiet(&self) -> bool {
+        self.workload.is_quiet()
+    }
+
+    pub(crate) fn check_client_history(&self) -> Result<usize, Violation> {
+        history::check_linearizable(&self.workload.history).map(|()| self.workload.history.len())
     }
 }
 
@@ -440,6 +503,7 @@ impl World {
         let from = self.nodes[index].id;
         let outgoing: Vec<(NodeId, PeerMessage)> = self.nodes[index].outbox.borrow_mut().drain(..).collect();
         for (to, message) in outgoing {
+            self.message_counts.record(&message);
             let description = match &message {
                 PeerMessage::Raft(m) => m.to_string(),
                 other => other.kind().to_string(),
