@@ -143,6 +143,7 @@ impl World {
                     prefix_first_index: 1,
                     seen_commit: 0,
                     seen_leader_term: None,
+                    seen_role: None,
                 }
             })
             .collect();
@@ -587,14 +588,16 @@ impl World {
             self.trace.record(self.now, TraceEvent::Apply { node: id, index: entry.index, term: entry.term });
         }
         let term = raft.term();
+        let seen = (raft.role(), term, raft.leader_id());
+        if node_state.seen_role != Some(seen) {
+            node_state.seen_role = Some(seen);
+            let role = format!("{:?}", raft.role()).to_lowercase();
+            self.trace.record(self.now, TraceEvent::Role { node: id, role, term, leader: raft.leader_id() });
+        }
         if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
             node_state.seen_leader_term = Some(term);
             let snapshot_index = raft.log().first_index().saturating_sub(1);
             self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
-            self.trace.record(
-                self.now,
-                TraceEvent::Role { node: id, role: "leader".into(), term, leader: Some(id) },
-            );
         }
         Ok(())
     }
@@ -683,6 +686,7 @@ impl World {
         )?;
         node.seen_commit = raft.commit_index();
         node.seen_leader_term = None;
+        node.seen_role = None;
         node.prefix_first_index = raft.log().first_index();
         node.prefix_hashes.clear();
         let mut previous = 0;
