@@ -603,6 +603,7 @@ impl World {
         };
         let booted = crate::boot::recover(node, CLUSTER_ID, &self.config, timing, |config| raft::Config {
             election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
+            max_entries_per_message: self.settings.max_entries_per_message,
             heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
             ..config
         });
