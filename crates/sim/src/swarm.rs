@@ -53,6 +53,11 @@ pub struct FaultSettings {
     /// On a crash, the chance that an unsynced page that does reach the disk is torn (a prefix of its
     /// sectors written).
     pub disk_torn_page: f64,
+    /// At most this many entries in one AppendEntries (the core's `max_entries_per_message`). Not a fault
+    /// but a setting drawn like one: with the default, a leader catches a follower up in one message
+    /// that ends with its own term's entries; small batches make it count acknowledgements of earlier
+    /// terms' entries alone, the path the commitment rule of §5.4.2 (Figure 8) guards.
+    pub max_entries_per_message: usize,
 }
 
 impl FaultSettings {
@@ -69,6 +74,8 @@ impl FaultSettings {
     const MAX_CLOCK_DRIFT: f64 = 0.10;
     const MAX_DISK_PAGE_LOSS: f64 = 1.0;
     const MAX_DISK_TORN_PAGE: f64 = 0.5;
+    /// The core's default batch; "off" for the batch-limit class, whose maximum is one entry per message.
+    const DEFAULT_MAX_ENTRIES_PER_MESSAGE: usize = 256;
 
     /// Draws the settings of run `seed` from their own random stream.
     pub fn draw(seed: u64) -> Self {
@@ -85,6 +92,10 @@ impl FaultSettings {
             clock_drift: draw_level(&mut rng) * Self::MAX_CLOCK_DRIFT,
             disk_page_loss: draw_level(&mut rng) * Self::MAX_DISK_PAGE_LOSS,
             disk_torn_page: draw_level(&mut rng) * Self::MAX_DISK_TORN_PAGE,
+            // Log-uniform from the default (level 0) down to one entry per message (level 1).
+            max_entries_per_message: (Self::DEFAULT_MAX_ENTRIES_PER_MESSAGE as f64)
+                .powf(1.0 - draw_level(&mut rng))
+                .round() as usize,
         }
     }
 
@@ -102,6 +113,7 @@ impl FaultSettings {
             clock_drift: 0.0,
             disk_page_loss: 0.5,
             disk_torn_page: 0.25,
+            max_entries_per_message: Self::DEFAULT_MAX_ENTRIES_PER_MESSAGE,
         }
     }
 }
@@ -111,7 +123,7 @@ impl fmt::Display for FaultSettings {
         write!(
             f,
             "loss={:.3} dup={:.3} late={:.3} delay_mean={}us partition/ms={:.5} clog/ms={:.5} \
-             crash/ms={:.5} pause/ms={:.5} drift={:.3} disk_loss={:.2} disk_torn={:.2}",
+             crash/ms={:.5} pause/ms={:.5} drift={:.3} disk_loss={:.2} disk_torn={:.2} batch={}",
             self.message_loss,
             self.message_duplication,
             self.message_late,
@@ -122,7 +134,8 @@ impl fmt::Display for FaultSettings {
             self.pause_per_ms,
             self.clock_drift,
             self.disk_page_loss,
-            self.disk_torn_page
+            self.disk_torn_page,
+            self.max_entries_per_message
         )
     }
 }
@@ -156,6 +169,13 @@ mod tests {
             assert!(off * 10 >= SEEDS, "{name} off in only {off} of {SEEDS} seeds");
             assert!(at_max * 10 >= SEEDS, "{name} at maximum in only {at_max} of {SEEDS} seeds");
         }
+        let batches: Vec<usize> = all.iter().map(|s| s.max_entries_per_message).collect();
+        let default = FaultSettings::DEFAULT_MAX_ENTRIES_PER_MESSAGE;
+        assert!(batches.iter().all(|&b| (1..=default).contains(&b)));
+        let off = batches.iter().filter(|&&b| b == default).count() as u64;
+        let at_max = batches.iter().filter(|&&b| b == 1).count() as u64;
+        assert!(off * 10 >= SEEDS, "batch limit off in only {off} of {SEEDS} seeds");
+        assert!(at_max * 10 >= SEEDS, "one entry per message in only {at_max} of {SEEDS} seeds");
     }
 
     #[test]

@@ -53,11 +53,22 @@ pub struct RunConfig {
     pub clients: usize,
     /// `None`: draw the fault settings from the seed (swarm); `Some`: use these.
     pub settings: Option<FaultSettings>,
+    /// Test-only: one rule broken on purpose in every node (see [`crate::inject`]).
+    #[cfg(feature = "inject-bugs")]
+    pub injected_bug: Option<crate::inject::InjectedBug>,
 }
 
 impl RunConfig {
     pub fn new(seed: u64) -> Self {
-        RunConfig { seed, nodes: 5, ticks: 1_500, clients: 10, settings: None }
+        RunConfig {
+            seed,
+            nodes: 5,
+            ticks: 1_500,
+            clients: 10,
+            settings: None,
+            #[cfg(feature = "inject-bugs")]
+            injected_bug: None,
+        }
     }
 }
 
@@ -548,6 +559,22 @@ impl World {
             return Ok(());
         };
         let observed = std::mem::take(&mut node.observer_mut().observed);
+        // A node wins its election before it appends as leader: check the role first, so that a second
+        // leader of a term is reported as the Election Safety violation it is, not as the Log Matching
+        // conflict its first entry makes in the same step.
+        let raft = node.raft();
+        let term = raft.term();
+        let seen = (raft.role(), term, raft.leader_id());
+        if node_state.seen_role != Some(seen) {
+            node_state.seen_role = Some(seen);
+            let role = format!("{:?}", raft.role()).to_lowercase();
+            self.trace.record(self.now, TraceEvent::Role { node: id, role, term, leader: raft.leader_id() });
+        }
+        if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
+            node_state.seen_leader_term = Some(term);
+            let snapshot_index = raft.log().first_index().saturating_sub(1);
+            self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
+        }
         for (hard_state, entries) in &observed.persisted {
             if let Some(hs) = hard_state {
                 self.checker.observe_durable_hard_state(id, hs.term, hs.vote);
@@ -586,18 +613,6 @@ impl World {
         for entry in &observed.applied {
             self.checker.observe_apply(id, entry.index, digest(entry))?;
             self.trace.record(self.now, TraceEvent::Apply { node: id, index: entry.index, term: entry.term });
-        }
-        let term = raft.term();
-        let seen = (raft.role(), term, raft.leader_id());
-        if node_state.seen_role != Some(seen) {
-            node_state.seen_role = Some(seen);
-            let role = format!("{:?}", raft.role()).to_lowercase();
-            self.trace.record(self.now, TraceEvent::Role { node: id, role, term, leader: raft.leader_id() });
-        }
-        if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
-            node_state.seen_leader_term = Some(term);
-            let snapshot_index = raft.log().first_index().saturating_sub(1);
-            self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
         }
         Ok(())
     }
@@ -658,12 +673,12 @@ impl World {
             client_timeout_ticks: CLIENT_TIMEOUT_TICKS,
             retry_ticks: 2 * ELECTION_TIMEOUT_TICKS,
         };
-        let booted =
-            crate::boot::recover(node, CLUSTER_ID, self.config.seed, timing, |config| raft::Config {
-                election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
-                heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
-                ..config
-            });
+        let booted = crate::boot::recover(node, CLUSTER_ID, &self.config, timing, |config| raft::Config {
+            election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
+            max_entries_per_message: self.settings.max_entries_per_message,
+            heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
+            ..config
+        });
         let (inner, recovered_entries) = match booted {
             Ok(booted) => booted,
             Err(error) => {
