@@ -5,9 +5,11 @@
 //! replicated state machine ([`kv::KvStateMachine`]), and drives the core's `Ready` loop in the order the
 //! core's contract demands:
 //!
-//! 1. **persist** the hard state and entries (one write, one fsync), then tell the core what is durable;
-//! 2. **send** the messages the core released (vote grants and append acks only ever appear after step 1
-//!    made durable what they promise);
+//! 1. **send** the messages the core released: they are safe to send before this node's own write (vote
+//!    grants, vote requests and append acks are held inside the core until what they promise is durable),
+//!    so a leader's appends travel while its own fsync runs (dissertation §10.2.1);
+//! 2. **persist** the hard state and entries (one write, one fsync), then tell the core what is durable,
+//!    which releases the held messages into the next round;
 //! 3. **apply** committed entries to the state machine, in order, and answer the clients waiting on them;
 //! 4. serve **reads** whose read index the state machine has reached; then **advance** the core.
 //!

@@ -1,5 +1,5 @@
 //! The node: one consensus core, its storage and its state machine, driven in the order the core's
-//! contract demands — persist, then send, then apply, then advance — plus everything between a client
+//! contract allows — send what is safe to send, persist, apply, advance — plus everything between a client
 //! and the log: proposal tracking and retries, forwarding to the leader, ReadIndex reads, the session.
 //!
 //! The node is single-threaded and does no I/O of its own beyond what it is given: storage over a
@@ -251,18 +251,21 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
     /// One Ready, in the contract's order.
     fn handle_ready(&mut self) -> Result<(), NodeError> {
         let ready = self.raft.ready();
-        // 1. Persist. Vote grants and append acks are held by the core until `on_persisted`, so they
-        //    cannot leave before this write is durable.
+        // 1. Send. Everything in `messages` is safe to send before this node's own write: the core holds
+        //    back whatever promises durable state (vote grants, a candidate's vote requests, append
+        //    acks) until `on_persisted` covers it. Sending first lets a leader's appends reach the
+        //    followers while its own fsync runs (dissertation §10.2.1); it counts itself toward a commit
+        //    only once its write is durable.
+        for message in ready.messages {
+            self.transport.send(message.to, PeerMessage::Raft(message));
+        }
+        // 2. Persist: one write, one fsync. Messages released by `on_persisted` leave in the next Ready.
         if ready.hard_state.is_some() || !ready.entries.is_empty() {
             self.storage.write(ready.hard_state, &ready.entries)?;
             self.observer.persisted(ready.hard_state.as_ref(), &ready.entries);
         }
         if let Some(mark) = ready.persist_mark {
             self.raft.on_persisted(mark);
-        }
-        // 2. Send.
-        for message in ready.messages {
-            self.transport.send(message.to, PeerMessage::Raft(message));
         }
         // 3. Apply, in order.
         for entry in &ready.committed_entries {

@@ -36,6 +36,9 @@ pub enum FaultAction {
     Heal,
     /// The node's process dies; what its disk had not synced is lost or torn.
     Crash(NodeId),
+    /// The power fails at one of the node's next few disk operations: in the middle of a step, after the
+    /// node may have sent messages and before its write is durable. Then as `Crash`.
+    PowerLoss(NodeId),
     /// The node restarts from its disk.
     Restart(NodeId),
     /// The node stops ticking and receiving (SIGSTOP, a long GC pause, a VM migration).
@@ -57,6 +60,7 @@ impl fmt::Display for FaultAction {
             }
             FaultAction::Heal => write!(f, "heal"),
             FaultAction::Crash(node) => write!(f, "crash {node}"),
+            FaultAction::PowerLoss(node) => write!(f, "power loss {node}"),
             FaultAction::Restart(node) => write!(f, "restart {node}"),
             FaultAction::Pause(node) => write!(f, "pause {node}"),
             FaultAction::Resume(node) => write!(f, "resume {node}"),
@@ -194,7 +198,12 @@ impl Nemesis {
                 self.unavailable.insert(node);
                 if class == FaultClass::Crash {
                     self.undo_later(now, FaultAction::Restart(node));
-                    Some(FaultAction::Crash(node))
+                    // Half between steps, half in the middle of one.
+                    if self.rng.gen_bool(0.5) {
+                        Some(FaultAction::PowerLoss(node))
+                    } else {
+                        Some(FaultAction::Crash(node))
+                    }
                 } else {
                     self.undo_later(now, FaultAction::Resume(node));
                     Some(FaultAction::Pause(node))
@@ -288,7 +297,7 @@ mod tests {
         let mut down = BTreeSet::new();
         for (_, action) in &log {
             match action {
-                FaultAction::Crash(n) | FaultAction::Pause(n) => {
+                FaultAction::Crash(n) | FaultAction::PowerLoss(n) | FaultAction::Pause(n) => {
                     assert!(down.insert(*n), "{n} faulted twice")
                 }
                 FaultAction::Restart(n) | FaultAction::Resume(n) => {
@@ -297,7 +306,7 @@ mod tests {
                 _ => {}
             }
         }
-        for kind in ["crash", "pause", "clog", "heal"] {
+        for kind in ["crash", "power loss", "pause", "clog", "heal"] {
             assert!(log.iter().any(|(_, a)| a.to_string().starts_with(kind)), "no {kind} in a brutal minute");
         }
     }
@@ -310,7 +319,7 @@ mod tests {
             let at = nemesis.next_event_at().unwrap();
             for action in nemesis.poll(at) {
                 match action {
-                    FaultAction::Crash(n) | FaultAction::Pause(n) => {
+                    FaultAction::Crash(n) | FaultAction::PowerLoss(n) | FaultAction::Pause(n) => {
                         down.insert(n);
                     }
                     FaultAction::Restart(n) | FaultAction::Resume(n) => {

@@ -145,7 +145,7 @@ impl Scenario {
     /// As [`Scenario::new`], plus `clients` simulated clients running the simulator's random workload
     /// against random nodes, whose history [`Scenario::check_clients_linearizable`] checks.
     pub fn with_clients(nodes: usize, seed: u64, settings: FaultSettings, clients: usize) -> Self {
-        let config = RunConfig { seed, nodes, ticks: 0, clients, settings: Some(settings) };
+        let config = RunConfig { nodes, ticks: 0, clients, settings: Some(settings), ..RunConfig::new(seed) };
         let mut world = World::new(config, trace_for(seed));
         let mut scenario = Scenario {
             connected: vec![true; nodes],

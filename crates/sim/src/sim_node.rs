@@ -99,6 +99,8 @@ pub struct SimNode {
     pub seen_leader_term: Option<raft::Term>,
     /// Role, term and believed leader as last traced, so the trace records every change once.
     pub seen_role: Option<(raft::Role, raft::Term, Option<NodeId>)>,
+    /// The nemesis armed a power loss at one of this node's next disk operations.
+    pub power_loss_armed: bool,
 }
 
 impl SimNode {

@@ -18,7 +18,7 @@ use crate::network::TimeUs;
 /// Clients per key: Knossos-style searches are exponential in concurrency, so keep it modest.
 pub const CLIENTS_PER_KEY: usize = 5;
 /// Operations on one key before its group moves to a fresh key.
-pub const KEY_ROTATION_OPS: u64 = 40;
+pub const KEY_ROTATION_OPS: u64 = 25;
 
 /// What a client asks for. Values are unique per run, so a read names the write it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]

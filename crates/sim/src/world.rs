@@ -155,6 +155,7 @@ impl World {
                     seen_commit: 0,
                     seen_leader_term: None,
                     seen_role: None,
+                    power_loss_armed: false,
                 }
             })
             .collect();
@@ -163,7 +164,10 @@ impl World {
         let workload = Workload::new(
             derive_rng(config.seed, "clients", 0),
             config.clients,
-            20 * ELECTION_TIMEOUT_TICKS * TICK_US,
+            // Longer than the node's own request timeout, as a real client should be configured: the node
+            // then answers definitively (-TRYAGAIN: certainly not applied) where it can, and the client
+            // records :info only for what is truly uncertain, which keeps histories decidable.
+            CLIENT_TIMEOUT_TICKS * TICK_US * 3 / 2,
             5 * TICK_US,
         );
         let mut world = World {
@@ -504,14 +508,27 @@ impl World {
     /// After a node handled an input: a storage failure stops it (as the server would exit); then its
     /// messages go on the network, its answers to clients, and every check runs.
     fn after_input(&mut self, index: usize, result: Result<(), node::NodeError>) -> Result<(), Violation> {
+        // Messages sent before a failure were already on the wire: they go out even if the node dies.
+        self.flush_outbox(index)?;
         if let Err(error) = result {
-            self.trace.record(
-                self.now,
-                TraceEvent::Fault { fault: format!("node {} stopped: {error}", index + 1) },
-            );
+            let fault = format!("node {} stopped: {error}", index + 1);
+            self.trace.record(self.now, TraceEvent::Fault { fault });
             self.crash(index);
             return Ok(());
         }
+        let completions = match self.nodes[index].running() {
+            Some(node) => node.take_completions(),
+            None => Vec::new(),
+        };
+        for completion in completions {
+            let outcome = history::outcome_of(&self.workload, completion.token, &completion.reply);
+            self.complete(completion.token, outcome);
+        }
+        self.check_node(index)
+    }
+
+    /// Puts everything node `index` sent on the network.
+    fn flush_outbox(&mut self, index: usize) -> Result<(), Violation> {
         let from = self.nodes[index].id;
         let outgoing: Vec<(NodeId, PeerMessage)> = self.nodes[index].outbox.borrow_mut().drain(..).collect();
         for (to, message) in outgoing {
@@ -537,15 +554,7 @@ impl World {
                 ),
             });
         }
-        let completions = match self.nodes[index].running() {
-            Some(node) => node.take_completions(),
-            None => Vec::new(),
-        };
-        for completion in completions {
-            let outcome = history::outcome_of(&self.workload, completion.token, &completion.reply);
-            self.complete(completion.token, outcome);
-        }
-        self.check_node(index)
+        Ok(())
     }
 
     /// Feeds what the node just did to the safety checker.
@@ -626,7 +635,17 @@ impl World {
             FaultAction::Clog { from, to, extra_us, until } => self.network.clog(from, to, extra_us, until),
             FaultAction::Heal => self.network.heal(),
             FaultAction::Crash(id) => self.crash(id as usize - 1),
-            FaultAction::Restart(id) => self.start_node(id as usize - 1)?,
+            FaultAction::PowerLoss(id) => self.arm_power_loss(id as usize - 1),
+            FaultAction::Restart(id) => {
+                let node = &mut self.nodes[id as usize - 1];
+                if node.power_loss_armed && !matches!(node.liveness, Liveness::Crashed) {
+                    // The node wrote nothing while armed: the power never went out.
+                    node.disk.crash_after_ops(None);
+                    node.power_loss_armed = false;
+                } else {
+                    self.start_node(id as usize - 1)?;
+                }
+            }
             FaultAction::Pause(id) => {
                 let node = &mut self.nodes[id as usize - 1];
                 if let Liveness::Running(inner) = std::mem::replace(&mut node.liveness, Liveness::Crashed) {
@@ -638,8 +657,28 @@ impl World {
         Ok(())
     }
 
+    /// Arms a power loss at one of the node's next few disk operations: the node fails in the middle of a
+    /// step, after it may have sent messages and before its write is durable. That is where an
+    /// acknowledgement sent before its entries were persisted shows.
+    fn arm_power_loss(&mut self, index: usize) {
+        if !self.nodes[index].is_running() {
+            return self.crash(index);
+        }
+        let node = &mut self.nodes[index];
+        let at_op = node.disk.op_count() + self.rng.gen_range(0..6);
+        node.disk.crash_after_ops(Some(at_op));
+        node.power_loss_armed = true;
+        self.trace.record(
+            self.now,
+            TraceEvent::Fault {
+                fault: format!("power loss armed: node {} at disk operation {at_op}", index + 1),
+            },
+        );
+    }
+
     fn crash(&mut self, index: usize) {
         let node = &mut self.nodes[index];
+        node.power_loss_armed = false;
         node.liveness = Liveness::Crashed;
         node.outbox.borrow_mut().clear();
         node.disk.crash();
