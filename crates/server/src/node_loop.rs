@@ -232,6 +232,9 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
     while let Some(first) = events.blocking_recv() {
         let mut event = Some(first);
         let mut handled = 0;
+        // Group commit: every event that is already waiting is fed to the core first, and one Ready (one
+        // write, one fsync) covers them all.
+        node.begin_batch();
         while let Some(current) = event.take() {
             let step = match current {
                 Event::Tick => node.tick(),
@@ -246,6 +249,7 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
                     Ok(())
                 }
                 Event::Shutdown => {
+                    let _ = node.end_batch();
                     route(&mut node, &mut waiting);
                     fail_all(&mut waiting, SHUTTING_DOWN);
                     tracing::info!("node loop stopped for shutdown");
@@ -261,6 +265,11 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
             if handled < MAX_EVENTS_PER_BATCH {
                 event = events.try_recv().ok();
             }
+        }
+        if let Err(error) = node.end_batch() {
+            route(&mut node, &mut waiting);
+            fail_all(&mut waiting, "ERR the node stopped after a storage failure");
+            return Err(error.to_string());
         }
         route(&mut node, &mut waiting);
     }
