@@ -16,10 +16,13 @@ pub struct StatusArgs {
     dir: std::path::PathBuf,
 }
 
+/// A node's `INFO raft` as key/value pairs.
+type Info = Vec<(String, String)>;
+
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sends `INFO raft` and returns the reply's `key:value` lines.
-pub fn query(addr: &str) -> Result<Vec<(String, String)>, String> {
+pub fn query(addr: &str) -> Result<Info, String> {
     let socket = addr.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
     let mut stream = TcpStream::connect_timeout(&socket, TIMEOUT).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
@@ -50,7 +53,7 @@ fn default_nodes(dir: &std::path::Path) -> Vec<String> {
 
 pub fn run(args: StatusArgs) -> ExitCode {
     let nodes = if args.nodes.is_empty() { default_nodes(&args.dir) } else { args.nodes };
-    let answers: Vec<(String, Result<Vec<(String, String)>, String>)> =
+    let answers: Vec<(String, Result<Info, String>)> =
         nodes.iter().map(|addr| (addr.clone(), query(addr))).collect();
     let get = |info: &[(String, String)], key: &str| {
         info.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()

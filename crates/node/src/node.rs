@@ -386,7 +386,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             let request = Request { session, leader_time_ms: self.clock.now_ms(), body };
             return match self.raft.propose(request.encode()) {
                 Ok(_) => Some(self.id),
-                Err(ProposeError::ProposalDropped { .. }) => {
+                Err(ProposeError::ProposalDropped) => {
                     self.refused_before_proposing(session.map(|s| s.sequence));
                     None
                 }
@@ -404,7 +404,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         let (leader_hint, overloaded) = match self.raft.propose(request.encode()) {
             Ok(_) => return,
             Err(ProposeError::NotLeader { leader_hint }) => (leader_hint, false),
-            Err(ProposeError::ProposalDropped { .. }) => (Some(self.id), true),
+            Err(ProposeError::ProposalDropped) => (Some(self.id), true),
         };
         self.transport.send(from, PeerMessage::ForwardRejected { sequence, leader_hint, overloaded });
     }
