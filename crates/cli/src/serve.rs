@@ -102,8 +102,22 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Raises the open-file limit to its hard maximum: every client connection costs a descriptor, and the
+/// usual soft limit of 1,024 is too low for a server.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging(&args.log_level);
+    raise_open_file_limit();
     let config = match args.into_config() {
         Ok(config) => config,
         Err(error) => {

@@ -229,6 +229,7 @@ const MAX_EVENTS_PER_BATCH: usize = 256;
 fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>) -> Result<(), String> {
     let mut waiting: HashMap<ClientToken, oneshot::Sender<Reply>> = HashMap::new();
     let mut next_token: ClientToken = 0;
+    let mut last_role = (Role::Follower, 0, None);
     while let Some(first) = events.blocking_recv() {
         let mut event = Some(first);
         let mut handled = 0;
@@ -272,8 +273,19 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
             return Err(error.to_string());
         }
         route(&mut node, &mut waiting);
+        log_role_change(&node, &mut last_role);
     }
     Ok(())
+}
+
+/// One log line whenever the role, term or known leader changes: what an operator reads first.
+fn log_role_change(node: &ServerNode, last: &mut (Role, u64, Option<NodeId>)) {
+    let raft = node.raft();
+    let now = (raft.role(), raft.term(), raft.leader_id());
+    if now != *last {
+        tracing::info!(role = ?now.0, term = now.1, leader = ?now.2, "role changed");
+        *last = now;
+    }
 }
 
 /// Sends each completion to the client waiting for it (a client that went away is simply skipped).

@@ -30,6 +30,7 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub cluster_id: u64,
     pub nodes: Vec<NodeProcess>,
+    pub election_timeout_ms: u64,
 }
 
 fn free_ports(count: usize) -> Vec<u16> {
@@ -41,6 +42,11 @@ fn free_ports(count: usize) -> Vec<u16> {
 impl Cluster {
     /// Starts `n` nodes, bootstrapped, and waits until one leads.
     pub fn start(name: &str, n: usize) -> Cluster {
+        Cluster::start_with(name, n, ELECTION_TIMEOUT_MS)
+    }
+
+    /// As [`Cluster::start`], with another minimum election timeout.
+    pub fn start_with(name: &str, n: usize, election_timeout_ms: u64) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -54,7 +60,7 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Cluster { _serial: serial, dir, cluster_id: 77, nodes };
+        let mut cluster = Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms };
         for id in 1..=n as u64 {
             cluster.start_node(id, true);
         }
@@ -88,7 +94,7 @@ impl Cluster {
             .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
             .args(["--tick-ms", &TICK_MS.to_string()])
             .args(["--heartbeat-interval-ms", &HEARTBEAT_MS.to_string()])
-            .args(["--election-timeout-ms", &ELECTION_TIMEOUT_MS.to_string()])
+            .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
             .args(["--client-timeout-ms", "3000"])
             .args(["--log-level", "info"]);
         for member in &members {
