@@ -167,6 +167,14 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
         command.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
         // Own process group: Ctrl-C reaches only us, and we stop the nodes in order.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // If `raftkv local` itself dies (even by SIGKILL), the kernel sends its nodes SIGTERM: no orphans.
+        // SAFETY: prctl is async-signal-safe and touches only the child being started.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let child = command.spawn().map_err(|e| format!("starting node {id}: {e}"))?;
         children.push((id, child));
     }
