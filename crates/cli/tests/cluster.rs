@@ -204,7 +204,8 @@ fn ten_thousand_pipelined_commands_on_one_connection_answer_in_order() {
             pipeline.cmd("SET").arg(format!("p-{i}")).arg(i);
         }
     }
-    let replies: Vec<redis::Value> = pipeline.query(&mut connection).unwrap();
+    let replies: Vec<redis::Value> =
+        pipeline.query(&mut connection).unwrap_or_else(|error| panic!("the pipeline failed: {error:?}"));
     let counts: Vec<i64> = replies
         .iter()
         .filter_map(|v| match v {

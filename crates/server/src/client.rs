@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::info;
 use crate::node_loop::{NodeHandle, SHUTTING_DOWN};
-use crate::resp_shim as resp;
 
 /// Commands in flight on one connection at most; the reader waits when the FIFO is full.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 4_096;
@@ -78,12 +77,15 @@ pub async fn run_listener(listener: TcpListener, api: Arc<ClientApi>) {
     }
 }
 
-/// One entry of a connection's reply FIFO.
+/// One entry of a connection's reply FIFO, with the protocol version it is to be encoded in (HELLO may
+/// change it between two requests of one pipeline).
 enum Pending {
-    Ready(Reply),
-    Waiting(oneshot::Receiver<Reply>),
+    Ready(resp::Frame, resp::ProtocolVersion),
+    Waiting(oneshot::Receiver<Reply>, resp::ProtocolVersion),
     /// Write this, then close the connection.
-    Last(Reply),
+    Last(resp::Frame, resp::ProtocolVersion),
+    /// A state-machine reply known at once (INFO's text, a protocol error); write it, then close if `close`.
+    Known(Reply, resp::ProtocolVersion, bool),
 }
 
 async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()> {
@@ -92,32 +94,33 @@ async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()>
     let (mut reader, writer) = stream.into_split();
     let (fifo, replies) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
     let mut connection = resp::Connection::new(client_id, api.limits.clone());
-    let writer_task = tokio::spawn(write_replies(writer, replies, connection.protocol()));
+    let writer_task = tokio::spawn(write_replies(writer, replies));
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'read: loop {
         loop {
-            let argv = match resp::parse_command(&mut buf, &api.limits) {
+            let argv = match connection.parse(&mut buf) {
                 Ok(Some(argv)) => argv,
                 Ok(None) => break,
                 Err(error) => {
-                    let reply = Reply::error(format!("ERR Protocol error: {error}"));
-                    let _ = fifo.send(Pending::Last(reply)).await;
+                    // After a framing error nobody can tell where the next request starts: close.
+                    let _ = fifo.send(Pending::Known(error.to_reply(), connection.protocol(), true)).await;
                     break 'read;
                 }
             };
-            if argv.is_empty() {
-                continue; // An empty inline line, as Redis ignores it.
-            }
-            let pending = match connection.handle(argv) {
-                resp::Action::Reply(reply) => Pending::Ready(reply),
-                resp::Action::ReplyAndClose(reply) => {
-                    let _ = fifo.send(Pending::Last(reply)).await;
+            let action = connection.handle(argv);
+            let version = connection.protocol();
+            let pending = match action {
+                resp::Action::Reply(frame) => Pending::Ready(frame, version),
+                resp::Action::ReplyAndClose(frame) => {
+                    let _ = fifo.send(Pending::Last(frame, version)).await;
                     break 'read;
                 }
                 resp::Action::Execute { command, consistency } => {
-                    Pending::Waiting(api.node.submit(command, consistency).await)
+                    Pending::Waiting(api.node.submit(command, consistency).await, version)
                 }
-                resp::Action::Info { section } => Pending::Ready(info_reply(api, section.as_deref()).await),
+                resp::Action::Info { section } => {
+                    Pending::Known(info_reply(api, section.as_deref()).await, version, false)
+                }
             };
             if fifo.send(pending).await.is_err() {
                 break 'read; // The writer failed: the client is gone.
@@ -144,14 +147,23 @@ async fn info_reply(api: &ClientApi, section: Option<&str>) -> Reply {
 async fn write_replies(
     mut writer: OwnedWriteHalf,
     mut replies: mpsc::Receiver<Pending>,
-    version: resp::ProtocolVersion,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(pending) = replies.recv().await {
-        let (reply, last) = match pending {
-            Pending::Ready(reply) => (reply, false),
-            Pending::Last(reply) => (reply, true),
-            Pending::Waiting(mut receiver) => {
+        let last = match pending {
+            Pending::Ready(frame, version) => {
+                resp::encode_frame(&frame, version, &mut out);
+                false
+            }
+            Pending::Last(frame, version) => {
+                resp::encode_frame(&frame, version, &mut out);
+                true
+            }
+            Pending::Known(reply, version, close) => {
+                resp::encode_reply(&reply, version, &mut out);
+                close
+            }
+            Pending::Waiting(mut receiver, version) => {
                 let reply = match receiver.try_recv() {
                     Ok(reply) => Some(reply),
                     Err(oneshot::error::TryRecvError::Closed) => None,
@@ -161,10 +173,10 @@ async fn write_replies(
                         receiver.await.ok()
                     }
                 };
-                (reply.unwrap_or_else(|| Reply::error(SHUTTING_DOWN)), false)
+                resp::encode_reply(&reply.unwrap_or_else(|| Reply::error(SHUTTING_DOWN)), version, &mut out);
+                false
             }
         };
-        resp::encode_reply(&reply, version, &mut out);
         if last {
             flush(&mut writer, &mut out).await?;
             return writer.shutdown().await;

@@ -16,7 +16,6 @@ pub mod data_dir;
 pub mod frame;
 pub mod info;
 pub mod node_loop;
-mod resp_shim;
 pub mod serve;
 pub mod transport;
 

@@ -11,7 +11,6 @@ use crate::client::{self, ClientApi};
 use crate::config::ServerConfig;
 use crate::info::StaticInfo;
 use crate::node_loop::{self, StartError};
-use crate::resp_shim as resp;
 use crate::transport;
 
 /// Why `serve` failed. Each maps to one clear line on stderr and a non-zero exit.
