@@ -35,6 +35,12 @@ pub struct SimArgs {
     /// Stop at the first failing seed.
     #[arg(long)]
     stop_at_first_failure: bool,
+    /// Test-only (a build with `--features inject-bugs`): break one rule in every node, to see the
+    /// simulator catch it: double-vote, commit-old-term-by-counting, ack-before-persist,
+    /// stale-leader-read or apply-retries-twice.
+    #[cfg(feature = "inject-bugs")]
+    #[arg(long, value_name = "NAME")]
+    inject_bug: Option<sim::InjectedBug>,
 }
 
 /// Parses `A..B`, `A..=B` (both inclusive) or `N`.
@@ -59,11 +65,12 @@ pub fn run(args: SimArgs) -> ExitCode {
 
 fn run_one(args: &SimArgs, seed: u64) -> ExitCode {
     let config = RunConfig {
-        seed,
         nodes: args.nodes as usize,
         ticks: args.ticks,
         clients: args.clients,
-        settings: None,
+        #[cfg(feature = "inject-bugs")]
+        injected_bug: args.inject_bug,
+        ..RunConfig::new(seed)
     };
     let trace = match &args.trace {
         Some(path) => match File::create(path) {
@@ -76,6 +83,10 @@ fn run_one(args: &SimArgs, seed: u64) -> ExitCode {
         None => Trace::hash_only(),
     };
     let world = World::new(config, trace);
+    #[cfg(feature = "inject-bugs")]
+    if let Some(bug) = args.inject_bug {
+        println!("seed {seed}: injected bug {bug}");
+    }
     println!("seed {seed}: faults {}", world.settings());
     let (report, trace) = world.run_keeping_trace();
     let trace_hash = match trace.finish() {
@@ -110,6 +121,8 @@ fn run_campaign(args: &SimArgs) -> ExitCode {
         clients: args.clients,
         threads,
         stop_at_first_failure: args.stop_at_first_failure,
+        #[cfg(feature = "inject-bugs")]
+        injected_bug: args.inject_bug,
     };
     let total = campaign.seeds.end() - campaign.seeds.start() + 1;
     println!(
@@ -119,6 +132,10 @@ fn run_campaign(args: &SimArgs) -> ExitCode {
         campaign.nodes,
         campaign.ticks
     );
+    #[cfg(feature = "inject-bugs")]
+    if let Some(bug) = campaign.injected_bug {
+        println!("raftkv sim: injected bug {bug} (test-only build)");
+    }
     let interactive = std::io::stderr().is_terminal();
     // A panic inside a seed is reported as that seed's failure, with its message; the default hook would
     // only interleave backtraces from the worker threads.

@@ -29,6 +29,7 @@
 mod edn;
 mod history;
 pub mod model;
+mod observe;
 mod reader;
 mod search;
 

@@ -27,23 +27,29 @@
 //!   earlier-invoked twin changes nothing (an earlier invocation only loosens its constraints).
 //!
 //! The flag "last op lifted was indeterminate" is part of the configuration because of the first rule.
+//!
+//! Three cheaper arguments cut the rest, each sound (the brute-force property test checks them all):
+//! indeterminate ops that no read or cas can have observed are dropped (`drop_unobservable`); a read no
+//! write can explain is reported before any search (`stale_read`); and after each lift, the next few
+//! reads must still be reachable from the value (`read_that_cannot_follow`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
-use crate::history::{Call, Op, OpId, Outcome, Value};
+use crate::history::{Call, History, Op, OpId, Outcome, Value};
 use crate::model;
+use crate::observe::{drop_unobservable, AppendTexts};
 
 const NIL: u32 = u32::MAX;
 /// Sentinel heads of the two lists.
 const MAIN_HEAD: u32 = 0;
 const INFO_HEAD: u32 = 1;
 /// How far `read_that_cannot_follow` looks ahead: this many reads, within this many list entries.
-const LOOKAHEAD_READS: u32 = 16;
-const LOOKAHEAD_ENTRIES: u32 = 1024;
+const LOOKAHEAD_READS: u32 = 4;
+const LOOKAHEAD_ENTRIES: u32 = 256;
 /// How often (in explored states, a power of two) the search reports progress.
-pub const PROGRESS_EVERY_STATES: u64 = 1 << 20;
+pub const PROGRESS_EVERY_STATES: u64 = 1 << 17;
 
 /// How the search for one key ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +91,33 @@ pub enum Reason {
     NothingFits,
 }
 
+impl Violation {
+    /// A few lines a person can read: the key, the reason, the end of the longest order found and the
+    /// operations that cannot be ordered, each shown with [`Op`]'s `Display` and its op id. (`raftkv check`
+    /// prints the same with line numbers.)
+    pub fn explain(&self, history: &History) -> String {
+        use std::fmt::Write;
+        let show = |id: OpId| match history.ops().get(id) {
+            Some(op) => format!("op {id}: {op}"),
+            None => format!("op {id}: (not in this history)"),
+        };
+        let mut out = format!("key {:?}: {}\n", self.key, self.reason);
+        let n = self.linearized.len();
+        if n > 0 {
+            let _ = writeln!(out, "  longest order found: {n} ops, ending with");
+            for &id in &self.linearized[n.saturating_sub(5)..] {
+                let _ = writeln!(out, "    {}", show(id));
+            }
+        }
+        let _ = writeln!(out, "  value then: {}", crate::history::show(&self.value));
+        let _ = writeln!(out, "  cannot be ordered:");
+        for &id in &self.stuck {
+            let _ = writeln!(out, "    {}", show(id));
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -107,6 +140,8 @@ struct KeyOp {
     step: Step,
     /// For indeterminate ops: the previous indeterminate op (in invocation order) with the same call.
     twin_before: u32,
+    /// Length of the text an append adds (0 for other ops).
+    append_bytes: u64,
 }
 
 /// The model step with interned values, so that the common steps are integer comparisons.
@@ -181,7 +216,7 @@ impl Hasher for IdentityHasher {
 /// A fast multiplicative hasher (FxHash) for the search's small integer and string keys; `std`'s SipHash
 /// guards against hostile keys, which a history cannot choose here.
 #[derive(Default)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn finish(&self) -> u64 {
@@ -258,49 +293,6 @@ impl Values {
     }
 }
 
-/// Drops the indeterminate ops that no completed op can have observed, which changes no verdict.
-///
-/// Suppose an order uses such an op `i`, and take it out. Only the ops after `i` and before the next
-/// write, cas or incr see a different value. None of them is a read (it would have seen `i`'s effect:
-/// `i`'s appended text inside its value, or `i`'s written value at its start), nor a cas (its expected
-/// value would show the same), nor an incr (keys with incrs are left alone). What remains there are
-/// appends and blind writes, which succeed on any value, so the order without `i` is legal too. Without
-/// this, every timed-out append that never happened stays a candidate at every later step, and the
-/// search tries every subset of them in every order wherever it has to back up.
-fn drop_unobservable(history: &[Op], ok: &[OpId], info: Vec<OpId>) -> Vec<OpId> {
-    // What completed reads and all cas ops (a cas observes the value it matches) saw, with the time after
-    // which they can no longer observe anything: their return, or +inf for an indeterminate op.
-    let mut seen: Vec<(u64, &str)> = Vec::new();
-    for &id in ok.iter().chain(&info) {
-        let op = &history[id];
-        let until = match op.outcome {
-            Outcome::Ok(_) => op.completed_at.unwrap_or(u64::MAX),
-            _ => u64::MAX,
-        };
-        match (&op.call, &op.outcome) {
-            (Call::Incr, _) => return info,
-            (Call::Read, Outcome::Ok(Some(value))) | (Call::Cas { expected: Some(value), .. }, _) => {
-                seen.push((until, value))
-            }
-            _ => {}
-        }
-    }
-    info.into_iter()
-        .filter(|&id| {
-            let op = &history[id];
-            // Only an op that completed after `op` was invoked can have observed it.
-            let mut later = seen.iter().filter(|&&(completed_at, _)| completed_at > op.invoked_at);
-            match &op.call {
-                Call::Append(suffix) => later.any(|&(_, value)| value.contains(suffix.as_str())),
-                Call::Write(Some(value)) | Call::Cas { new: Some(value), .. } => {
-                    later.any(|&(_, seen)| seen.starts_with(value.as_str()))
-                }
-                _ => true,
-            }
-        })
-        .collect()
-}
-
 /// The search state for one key.
 pub struct Search<'h> {
     history: &'h [Op],
@@ -340,6 +332,15 @@ pub struct Search<'h> {
     next_mutator: u32,
     /// Whether a value (first) is a prefix of another (second), by interned id.
     is_prefix: FxMap<(u32, u32), bool>,
+    /// The texts this key's appends add.
+    append_texts: AppendTexts,
+    /// Whether some op of this key appends, and the memo of `can_grow_into` when none does.
+    has_appends: bool,
+    grows_into: FxMap<(u32, u32), bool>,
+    /// Appends by invocation time, with the total bytes of all appends invoked up to each; and the total
+    /// bytes of the appends lifted now. Together they bound how much the value can still grow.
+    appended_by: Vec<(u64, u64)>,
+    lifted_append_bytes: u64,
 }
 
 impl<'h> Search<'h> {
@@ -387,6 +388,10 @@ impl<'h> Search<'h> {
                 completed_at: if is_info { u64::MAX } else { op.completed_at.unwrap_or(u64::MAX) },
                 step,
                 twin_before,
+                append_bytes: match &op.call {
+                    Call::Append(suffix) => suffix.len() as u64,
+                    _ => 0,
+                },
             });
         }
 
@@ -428,6 +433,11 @@ impl<'h> Search<'h> {
             mutators: Vec::new(),
             next_mutator: 0,
             is_prefix: FxMap::default(),
+            has_appends: false,
+            append_texts: AppendTexts::default(),
+            grows_into: FxMap::default(),
+            appended_by: Vec::new(),
+            lifted_append_bytes: 0,
             ops,
         };
         let mut mutators: Vec<u32> = (0..search.ops.len() as u32)
@@ -438,6 +448,29 @@ impl<'h> Search<'h> {
             .collect();
         mutators.sort_by_key(|&k| search.ops[k as usize].invoked_at);
         search.mutators = mutators;
+        search.has_appends = search.ops.iter().any(|op| matches!(history[op.id].call, Call::Append(_)));
+        for op in &search.ops {
+            if let Call::Append(text) = &history[op.id].call {
+                search.append_texts.add(text);
+            }
+        }
+        let mut appends: Vec<(u64, u64)> = search
+            .ops
+            .iter()
+            .filter(|op| op.append_bytes > 0)
+            .map(|op| (op.invoked_at, op.append_bytes))
+            .collect();
+        appends.sort_unstable();
+        let mut total = 0;
+        search.appended_by = appends
+            .into_iter()
+            .map(|(at, bytes)| {
+                (at, {
+                    total += bytes;
+                    total
+                })
+            })
+            .collect();
         let mut node = 2u32;
         let mut last = MAIN_HEAD;
         for &(_, k, is_call) in &entries {
@@ -581,6 +614,7 @@ impl<'h> Search<'h> {
         }
         self.state = state;
         self.flag = is_info;
+        self.lifted_append_bytes += self.ops[k as usize].append_bytes;
         if is_info {
             self.lift(self.call_node[k as usize]);
         } else {
@@ -612,13 +646,14 @@ impl<'h> Search<'h> {
         Cursor::Main(self.next[MAIN_HEAD as usize])
     }
 
-    /// A cheap look ahead for append workloads. Between now and any read not yet lifted, the value changes
-    /// only by appends, or is replaced by a write, cas or incr not yet lifted that was invoked before the
-    /// read returned. So such a read must see either the current value or a value such an op can set,
-    /// followed by appends: when one sees neither, no order can follow from here. The look ahead covers
-    /// the next [`LOOKAHEAD_READS`] reads within [`LOOKAHEAD_ENTRIES`] list entries, in and beyond the
-    /// reads that could come next. (Porcupine's histories read long append chains, and a timed-out
-    /// append that never happened would otherwise be tried, and explored, at every step.)
+    /// A cheap look ahead. Between now and any read not yet lifted, the value only grows (by appends, or
+    /// on a key without appends by incrs; see `can_grow_into`), or is replaced by a write, cas or incr
+    /// not yet lifted that was invoked before the read returned. So such a read must see a value that the
+    /// current value, or the value such an op sets, can grow into: when it sees neither, no order can
+    /// follow from here. The look ahead covers the next [`LOOKAHEAD_READS`] reads within
+    /// [`LOOKAHEAD_ENTRIES`] list entries, in and beyond the reads that could come next. (Porcupine's
+    /// histories read long append chains; and without it, timed-out incrs would be applied in every
+    /// number wherever the search backs up.) Returns the read that cannot follow.
     fn read_that_cannot_follow(&mut self) -> Option<u32> {
         let mut node = self.next[MAIN_HEAD as usize];
         let (mut reads, mut entries) = (0, 0);
@@ -634,7 +669,12 @@ impl<'h> Search<'h> {
             let Step::Read { seen } = read.step else { continue };
             let returned_at = read.completed_at;
             reads += 1;
-            if self.value_is_prefix(self.state, seen) {
+            // Every op lifted was invoked before the barrier, so before this read returned: what can
+            // still be appended before the read is what was invoked by then and is not lifted yet.
+            let invoked = self.appended_by.partition_point(|&(at, _)| at < returned_at);
+            let appendable = invoked.checked_sub(1).map_or(0, |i| self.appended_by[i].1);
+            let room = appendable.saturating_sub(self.lifted_append_bytes);
+            if self.can_grow_into(self.state, seen, room) {
                 continue;
             }
             let mut replaced = false;
@@ -646,9 +686,10 @@ impl<'h> Search<'h> {
                 }
                 replaced = match op.step {
                     _ if self.is_lifted(m) => false,
-                    Step::Write { to } | Step::Cas { to, .. } => self.value_is_prefix(to, seen),
-                    // An incr sets some integer: anything could follow.
-                    _ => true,
+                    Step::Write { to } | Step::Cas { to, .. } => self.can_grow_into(to, seen, room),
+                    // Where appends are about, an incr sets some integer that anything could follow;
+                    // elsewhere `can_grow_into` already allows for incrs.
+                    _ => self.has_appends,
                 };
                 if replaced {
                     break;
@@ -661,12 +702,35 @@ impl<'h> Search<'h> {
         None
     }
 
-    fn value_is_prefix(&mut self, value: u32, of: u32) -> bool {
+    /// Whether the value `from` can turn into `seen` by the ops that never replace it: appends, which
+    /// extend it (by at most `room` bytes, each append counting once), or, on a key without appends,
+    /// incrs, which raise an integer (absent counting as 0).
+    fn can_grow_into(&mut self, from: u32, seen: u32, room: u64) -> bool {
+        if self.has_appends {
+            let length = |id: u32| self.values.get(id).map_or(0, str::len) as u64;
+            return length(seen).saturating_sub(length(from)) <= room && self.value_is_prefix(from, seen);
+        }
+        if from == seen {
+            return true;
+        }
         let values = &self.values;
+        *self.grows_into.entry((from, seen)).or_insert_with(|| {
+            let number = |value: Option<&str>| value.map_or(Some(0), model::parse_canonical_i64);
+            matches!((number(values.get(from)), number(values.get(seen))), (Some(a), Some(b)) if a <= b)
+        })
+    }
+
+    /// Whether appends can turn `value` into `of`: `value` is a prefix of `of` (absent counting as ""),
+    /// and what follows it, if anything, starts and ends with the text of some append of this key.
+    fn value_is_prefix(&mut self, value: u32, of: u32) -> bool {
+        let (values, texts) = (&self.values, &self.append_texts);
         *self.is_prefix.entry((value, of)).or_insert_with(|| match (values.get(value), values.get(of)) {
-            (None, _) => true,
+            (None, None) => true,
             (Some(_), None) => false,
-            (Some(prefix), Some(whole)) => whole.starts_with(prefix),
+            (prefix, Some(whole)) => {
+                let prefix = prefix.unwrap_or_default();
+                whole.starts_with(prefix) && texts.could_make(&whole[prefix.len()..])
+            }
         })
     }
 
@@ -683,6 +747,7 @@ impl<'h> Search<'h> {
             self.ok_left += 1;
         }
         self.set_bit(k, false);
+        self.lifted_append_bytes -= self.ops[k as usize].append_bytes;
         self.state = frame.prev_state;
         self.flag = frame.prev_flag;
         self.low = frame.prev_low;

@@ -291,19 +291,22 @@ fn stale_read_is_not_linearizable() {
 fn stale_read_found_by_the_search() {
     // Each read alone is explainable; together they are not: "b" is seen, then "a" again, with no
     // write of "a" in between.
-    let violation = assert_not_linearizable(
-        r#"{:process 0, :type :invoke, :f :write, :key "k", :value "a"}
+    let edn = r#"{:process 0, :type :invoke, :f :write, :key "k", :value "a"}
            {:process 1, :type :invoke, :f :write, :key "k", :value "b"}
            {:process 0, :type :ok, :f :write, :key "k", :value "a"}
            {:process 1, :type :ok, :f :write, :key "k", :value "b"}
            {:process 2, :type :invoke, :f :read, :key "k", :value nil}
            {:process 2, :type :ok, :f :read, :key "k", :value "b"}
            {:process 2, :type :invoke, :f :read, :key "k", :value nil}
-           {:process 2, :type :ok, :f :read, :key "k", :value "a"}"#,
-    );
+           {:process 2, :type :ok, :f :read, :key "k", :value "a"}"#;
+    let violation = assert_not_linearizable(edn);
     assert_eq!(violation.reason, Reason::NothingFits);
     assert_eq!(violation.stuck, vec![3], "the second read cannot follow");
     assert_eq!(violation.value, Some("b".into()));
+    let history = read_history(edn.as_bytes()).unwrap().history;
+    let explained = violation.explain(&history);
+    assert!(explained.starts_with("key \"k\": "), "{explained}");
+    assert!(explained.contains("op 3: process 2 read -> \"a\""), "{explained}");
 }
 
 #[test]

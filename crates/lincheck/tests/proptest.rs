@@ -260,3 +260,64 @@ proptest! {
         prop_assert_eq!(verdict == Verdict::Linearizable, expected, "{:?} for {:#?}", verdict, history.ops());
     }
 }
+
+/// Bytes that look like history lines: EDN punctuation, keywords and fragments, plus arbitrary bytes.
+fn edn_noise() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            "(",
+            ")",
+            "#{",
+            "#_",
+            "#inst",
+            "\"",
+            "\\",
+            "\\u00e9",
+            "\\u12",
+            ":",
+            ",",
+            " ",
+            ";",
+            ":process",
+            ":type",
+            ":invoke",
+            ":ok",
+            ":info",
+            ":fail",
+            ":f",
+            ":cas",
+            ":read",
+            ":incr",
+            ":key",
+            ":value",
+            "nil",
+            "0",
+            "-12",
+            "99999999999999999999",
+            "1.5",
+            "\"k\"",
+            "N",
+            "\n",
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
+        any::<u8>().prop_map(|b| vec![b]),
+    ];
+    prop::collection::vec(piece, 0..60).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A cheap stand-in for the fuzz target of issue 8: the reader never panics, whatever the input.
+    #[test]
+    fn the_reader_never_panics(input in edn_noise()) {
+        let _ = lincheck::parse_line(&input);
+        if let Ok(read) = lincheck::read_history(input.as_slice()) {
+            let _ = check(&read.history, &Options { initial: None, budget: 1000 });
+        }
+    }
+}

@@ -33,8 +33,8 @@
 //! 1. **Persist** `ready.hard_state` (if `Some`) and `ready.entries` (if `entries[0].index` is at or below
 //!    the last index already stored, first discard the stored entries from that index on). Once they are
 //!    durable, call [`Raft::on_persisted`] with `ready.persist_mark`. This may happen later and on another
-//!    thread of the caller's (asynchronous persistence): marks must be reported in the order the `Ready`s
-//!    were produced.
+//!    thread of the caller's (asynchronous persistence), as long as writes complete in the order the
+//!    `Ready`s were produced; reporting a mark covers every earlier one.
 //! 2. **Send** `ready.messages`. All of them are safe to send now. Messages that promise something durable —
 //!    a vote grant, a candidate's vote request for its new term, an acknowledgement of appended entries —
 //!    are held inside the core, each tagged with the hard state or log position it promises, and only show
@@ -170,8 +170,8 @@
 //! ## How it is tested
 //!
 //! `tests/` holds scenario tests named after what they check (Figures 6, 7 and 8; elections, pre-vote,
-//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; bad input; a
-//! property test of random fault schedules), a small in-memory cluster harness (`tests/harness/`), and
+//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; bad input;
+//! property tests of the log alone and of whole clusters under random fault schedules), a small in-memory cluster harness (`tests/harness/`), and
 //! scenario scripts in `tests/scripts/*.txt` whose expected output `UPDATE_EXPECT=1` rewrites. With
 //! debug assertions (the test profile keeps them), every input ends with a check of the node's
 //! invariants.

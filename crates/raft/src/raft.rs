@@ -112,6 +112,10 @@ pub struct Raft {
     pub(crate) persisted_hard_state: HardState,
     /// The hard state last handed out in a `Ready`.
     pub(crate) handed_out_hard_state: HardState,
+    /// Number of persist marks handed out, and the highest one reported durable.
+    /// Invariant: `persisted_sequence <= ready_sequence`.
+    pub(crate) ready_sequence: u64,
+    pub(crate) persisted_sequence: u64,
 }
 
 /// A small seeded generator (SplitMix64). Its output stream is fixed by this code, not by a dependency's
@@ -181,6 +185,8 @@ impl Raft {
             held: Vec::new(),
             persisted_hard_state: hard_state,
             handed_out_hard_state: hard_state,
+            ready_sequence: 0,
+            persisted_sequence: 0,
             config,
         };
         raft.refresh_configuration();
@@ -584,7 +590,12 @@ impl Raft {
         let changed_hard_state = (hard_state != self.handed_out_hard_state).then_some(hard_state);
         self.handed_out_hard_state = hard_state;
         let entries = self.log.take_unstable();
-        let persist_mark = (changed_hard_state.is_some() || !entries.is_empty()).then(|| PersistMark {
+        let persist = changed_hard_state.is_some() || !entries.is_empty();
+        if persist {
+            self.ready_sequence += 1;
+        }
+        let persist_mark = persist.then(|| PersistMark {
+            sequence: self.ready_sequence,
             hard_state,
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
@@ -616,6 +627,16 @@ impl Raft {
     /// Held messages covered by it are released into the next `Ready`; a leader counts its own log
     /// toward commitment up to here; a candidate's vote for itself starts to count.
     pub fn on_persisted(&mut self, mark: PersistMark) {
+        // A mark covers every earlier `Ready`; an older or repeated mark says nothing new.
+        if mark.sequence <= self.persisted_sequence {
+            return;
+        }
+        assert!(
+            mark.sequence <= self.ready_sequence,
+            "{self}: persist mark {} was never handed out",
+            mark.sequence
+        );
+        self.persisted_sequence = mark.sequence;
         let persisted = mark.hard_state;
         if persisted.term >= self.persisted_hard_state.term {
             assert!(

@@ -40,8 +40,12 @@ pub struct Ready {
 }
 
 /// What became durable: the hard state of one `Ready`, and the log up to `(last_index, last_term)`.
+/// Reporting a mark covers every earlier one, so an asynchronous writer may report only its latest;
+/// reporting an older mark again is harmless.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct PersistMark {
+    /// Position of this mark among the marks this node handed out (1, 2, …) since it started.
+    pub sequence: u64,
     pub hard_state: HardState,
     pub last_index: Index,
     pub last_term: Term,

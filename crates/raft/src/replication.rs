@@ -176,19 +176,18 @@ impl Raft {
         // Entries up to our commit index are in every future leader's log (Leader Completeness, §5.4.3), so
         // they match; skip them rather than compare them (they may also be compacted away).
         if prev_log_index < self.commit {
-            let skip = ((self.commit - prev_log_index) as usize).min(entries.len());
-            entries = &entries[skip..];
-            prev_log_index += skip as Index;
-            prev_log_term = match skip {
-                0 => prev_log_term,
-                _ => self.log.term_at(prev_log_index).expect("committed entries are held"),
-            };
-            if entries.is_empty() {
-                // Everything in this append is already committed here. Our log matches any current
-                // leader's up to our commit index, so acknowledge that much (etcd-io/raft does the same).
+            let already_committed = self.commit - prev_log_index;
+            if entries.len() as Index <= already_committed {
+                // Everything in this append is already committed here (a late or duplicated message).
+                // Our log matches any current leader's up to our commit index, so acknowledge that much
+                // (etcd-io/raft does the same).
                 self.acknowledge_append(from, self.commit);
                 return;
             }
+            entries = &entries[already_committed as usize..];
+            prev_log_index = self.commit;
+            prev_log_term =
+                self.log.term_at(self.commit).expect("the commit index is at or after the boundary");
         }
         let touches_configuration = entries.iter().any(|e| matches!(e.payload, EntryPayload::Config(_)));
         match self.log.try_append(prev_log_index, prev_log_term, entries, self.commit) {

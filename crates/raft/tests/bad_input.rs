@@ -134,8 +134,18 @@ fn bad_input_invalid_configs_are_refused() {
 #[test]
 fn bad_input_garbage_never_panics() {
     // A deterministic stream of odd but well-typed messages: every one is either refused or handled.
-    let mut raft = follower(2, &[1, 1, 2], 2);
-    let mut seed = 0x1234_5678_u64;
+    fuzz(&mut follower(2, &[1, 1, 2], 2), 0x1234_5678);
+    // The same against a node that restarted from a snapshot, whose log starts at index 4.
+    let restored = RestoredState {
+        hard_state: HardState { term: 2, vote: None, commit: 3 },
+        snapshot: SnapshotMeta { index: 3, term: 2, configuration: Configuration::with_voters([1, 2, 3]) },
+        entries: vec![entry(4, 2)],
+    };
+    fuzz(&mut Raft::new(Config::new(2), restored).unwrap(), 0x9abc_def0);
+}
+
+fn fuzz(raft: &mut Raft, seed: u64) {
+    let mut seed = seed;
     let mut next = move |bound: u64| {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 33) % bound
@@ -194,4 +204,39 @@ fn invariant_restored_commit_beyond_the_log_panics() {
         entries: entries_of_terms(&[1]),
     };
     let _ = Raft::new(Config::new(1), restored);
+}
+
+#[test]
+fn bad_input_a_late_append_from_before_the_snapshot_is_acknowledged_not_a_panic() {
+    // The node restarted from a snapshot at index 5; an old append for entries 1–2 arrives late.
+    let restored = RestoredState {
+        hard_state: HardState { term: 2, vote: None, commit: 5 },
+        snapshot: SnapshotMeta { index: 5, term: 2, configuration: Configuration::with_voters([1, 2, 3]) },
+        entries: vec![entry(6, 2)],
+    };
+    let mut raft = Raft::new(Config::new(2), restored).unwrap();
+    raft.step(append(1, 2, 2, (0, 0), vec![entry(1, 1), entry(2, 1)])).unwrap();
+    let ready = raft.ready();
+    let expected = AppendResponse::Accepted { match_index: 5 };
+    assert!(
+        matches!(&ready.messages[..], [Message { body: MessageBody::AppendResponse(r), .. }] if *r == expected)
+    );
+    // One that reaches past the snapshot appends only the new part.
+    raft.step(append(1, 2, 2, (4, 2), vec![entry(5, 2), entry(6, 2), entry(7, 2)])).unwrap();
+    assert_eq!(raft.last_index(), 7);
+}
+
+#[test]
+fn bad_input_an_append_contradicting_committed_entries_leaves_them_alone() {
+    let mut raft = follower(2, &[1, 1], 1);
+    raft.step(append(1, 2, 1, (2, 1), vec![])).unwrap();
+    let heartbeat = raft::Heartbeat { commit: 2, read_round: 0 };
+    raft.step(Message { from: 1, to: 2, term: 1, body: MessageBody::Heartbeat(heartbeat) }).unwrap();
+    assert_eq!(raft.commit_index(), 2);
+    // Only a broken cluster could send this: a leader of term 2 without the committed entry 2. Entries
+    // at or below the commit index are never compared, let alone overwritten (Leader Completeness says
+    // every legitimate leader has them).
+    raft.step(append(3, 2, 2, (1, 1), vec![entry(2, 2), entry(3, 2)])).unwrap();
+    assert_eq!(raft.term_at(2), Some(1));
+    assert_eq!(raft.term_at(3), Some(2));
 }

@@ -327,3 +327,34 @@ fn a_long_committed_log_is_handed_out_over_several_readies() {
     .collect();
     assert_eq!(sizes, [4, 4, 3]);
 }
+
+#[test]
+fn reporting_only_the_latest_persist_mark_covers_the_earlier_ones() {
+    use raft::{AppendRequest, Config, Configuration, Message, Raft, RestoredState, SnapshotMeta};
+    let restored = RestoredState {
+        snapshot: SnapshotMeta { index: 0, term: 0, configuration: Configuration::with_voters([1, 2, 3]) },
+        ..Default::default()
+    };
+    let mut follower = Raft::new(Config::new(2), restored).unwrap();
+    let mut marks = Vec::new();
+    for index in 1..=2 {
+        let request = AppendRequest {
+            prev_log_index: index - 1,
+            prev_log_term: if index == 1 { 0 } else { 1 },
+            entries: vec![harness::entry(index, 1)],
+            leader_commit: 0,
+        };
+        follower
+            .step(Message { from: 1, to: 2, term: 1, body: MessageBody::AppendRequest(request) })
+            .unwrap();
+        let ready = follower.ready();
+        assert!(ready.messages.is_empty(), "acks wait for durability");
+        marks.push(ready.persist_mark.expect("entries to persist"));
+    }
+    follower.on_persisted(marks[1]);
+    assert_eq!(follower.persisted_index(), 2);
+    follower.on_persisted(marks[0]); // late and older: ignored
+    assert_eq!(follower.persisted_index(), 2);
+    let acks = follower.ready().messages;
+    assert_eq!(acks.len(), 2, "both acks released: {acks:?}");
+}

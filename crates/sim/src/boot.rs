@@ -8,6 +8,7 @@ use storage::{SimDisk, Storage, StorageOptions};
 
 use crate::seed::derive_seed;
 use crate::sim_node::{SimNode, SimNodeInner, SimObserver};
+use crate::world::RunConfig;
 
 /// Small segments, so that simulated runs roll segments often and recovery crosses segment boundaries.
 const SIM_SEGMENT_BYTES: u64 = 64 * 1024;
@@ -34,7 +35,7 @@ pub fn bootstrap(disk: &SimDisk, cluster_id: u64, node_id: NodeId, voters: &[Nod
 pub fn recover(
     node: &SimNode,
     cluster_id: u64,
-    run_seed: u64,
+    run: &RunConfig,
     timing: NodeTiming,
     raft_config: impl FnOnce(raft::Config) -> raft::Config,
 ) -> Result<(SimNodeInner, Vec<Entry>), String> {
@@ -44,15 +45,20 @@ pub fn recover(
         initial.ok_or_else(|| format!("node {} has no state: it was never bootstrapped", node.id))?;
     let entries = initial.entries.clone();
     // Each life draws fresh election timeouts, reproducibly: the seed depends on the run, node and life.
-    let seed = derive_seed(run_seed, "raft", node.id * 1_000_000 + node.incarnation);
+    let seed = derive_seed(run.seed, "raft", node.id * 1_000_000 + node.incarnation);
     let config = raft_config(raft::Config { rng_seed: seed, ..raft::Config::new(node.id) });
+    #[cfg(feature = "inject-bugs")]
+    let config = crate::inject::raft_config(run.injected_bug, config);
     let restored = RestoredState {
         hard_state: initial.hard_state,
         snapshot: initial.snapshot,
         entries: initial.entries,
     };
     let raft = Raft::new(config, restored).map_err(|e| e.to_string())?;
-    let machine = kv::KvStateMachine::new(kv::KvConfig::default());
+    #[allow(unused_mut)] // mutated only by the test-only bug switch
+    let mut machine = kv::KvStateMachine::new(kv::KvConfig::default());
+    #[cfg(feature = "inject-bugs")]
+    crate::inject::state_machine(run.injected_bug, &mut machine);
     let applied_index = raft.applied_index();
     let inner = Node::new(
         raft,

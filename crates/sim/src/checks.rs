@@ -377,7 +377,7 @@ mod tests {
         let mut checker = SafetyChecker::new();
         checker.observe_commit(1, 1, 1, &[entry(1, 1, 10)]).unwrap();
         assert_eq!(
-            checker.observe_commit(2, 1, &[entry(1, 2, 20)]).unwrap_err().check,
+            checker.observe_commit(2, 2, 1, &[entry(1, 2, 20)]).unwrap_err().check,
             Check::StateMachineSafety
         );
         checker.observe_apply(1, 1, 10).unwrap();

@@ -6,9 +6,12 @@
 mod boot;
 pub mod checks;
 pub mod history;
+#[cfg(feature = "inject-bugs")]
+pub mod inject;
 pub mod nemesis;
 pub mod network;
 pub mod runner;
+pub mod scenario;
 pub mod seed;
 mod sim_node;
 pub mod swarm;
@@ -17,6 +20,8 @@ pub mod workload;
 pub mod world;
 
 pub use checks::{Check, Violation};
+#[cfg(feature = "inject-bugs")]
+pub use inject::InjectedBug;
 pub use runner::{run_catching_panics, Campaign, Summary};
 pub use swarm::FaultSettings;
 pub use trace::Trace;

@@ -22,6 +22,9 @@ pub struct Campaign {
     pub threads: usize,
     /// Stop at the first failing seed (for the teeth tests: find a bug, name the check, stop).
     pub stop_at_first_failure: bool,
+    /// Test-only: one rule broken on purpose in every node of every seed.
+    #[cfg(feature = "inject-bugs")]
+    pub injected_bug: Option<crate::inject::InjectedBug>,
 }
 
 /// What a campaign found.
@@ -69,15 +72,28 @@ pub fn run_catching_panics(config: RunConfig) -> RunReport {
 impl Campaign {
     /// The run configuration of one seed.
     pub fn run_config(&self, seed: u64) -> RunConfig {
-        RunConfig { seed, nodes: self.nodes, ticks: self.ticks, clients: self.clients, settings: None }
+        RunConfig {
+            nodes: self.nodes,
+            ticks: self.ticks,
+            clients: self.clients,
+            #[cfg(feature = "inject-bugs")]
+            injected_bug: self.injected_bug,
+            ..RunConfig::new(seed)
+        }
     }
 
     /// The command that replays `seed` alone, with its trace.
     pub fn replay_command(&self, seed: u64) -> String {
-        format!(
-            "raftkv sim --seed {seed} --nodes {} --ticks {} --trace seed-{seed}.jsonl",
-            self.nodes, self.ticks
-        )
+        let arguments =
+            format!("--seed {seed} --nodes {} --ticks {} --trace seed-{seed}.jsonl", self.nodes, self.ticks);
+        #[cfg(feature = "inject-bugs")]
+        if let Some(bug) = self.injected_bug {
+            // Only a build with the test-only switches has the flag.
+            return format!(
+                "cargo run --release -p raftkv --features inject-bugs -- sim {arguments} --inject-bug {bug}"
+            );
+        }
+        format!("raftkv sim {arguments}")
     }
 
     /// Runs every seed, calling `progress` after each with the report and the summary so far.

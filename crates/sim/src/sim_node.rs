@@ -97,6 +97,8 @@ pub struct SimNode {
     pub seen_commit: raft::Index,
     /// Whether the checker saw this node lead in its current term.
     pub seen_leader_term: Option<raft::Term>,
+    /// Role, term and believed leader as last traced, so the trace records every change once.
+    pub seen_role: Option<(raft::Role, raft::Term, Option<NodeId>)>,
 }
 
 impl SimNode {

@@ -48,6 +48,16 @@ pub struct FaultSettings {
     pub pause_per_ms: f64,
     /// Maximum relative clock-rate drift between nodes (0.05 = a node's clock may run 5% fast or slow).
     pub clock_drift: f64,
+    /// On a crash, the chance that each unsynced 4 KiB page is lost (1.0: nothing unsynced survives).
+    pub disk_page_loss: f64,
+    /// On a crash, the chance that an unsynced page that does reach the disk is torn (a prefix of its
+    /// sectors written).
+    pub disk_torn_page: f64,
+    /// At most this many entries in one AppendEntries (the core's `max_entries_per_message`). Not a fault
+    /// but a setting drawn like one: with the default, a leader catches a follower up in one message
+    /// that ends with its own term's entries; small batches make it count acknowledgements of earlier
+    /// terms' entries alone, the path the commitment rule of §5.4.2 (Figure 8) guards.
+    pub max_entries_per_message: usize,
 }
 
 impl FaultSettings {
@@ -62,6 +72,10 @@ impl FaultSettings {
     const MAX_CRASH_PER_MS: f64 = 0.000_5;
     const MAX_PAUSE_PER_MS: f64 = 0.000_5;
     const MAX_CLOCK_DRIFT: f64 = 0.10;
+    const MAX_DISK_PAGE_LOSS: f64 = 1.0;
+    const MAX_DISK_TORN_PAGE: f64 = 0.5;
+    /// The core's default batch; "off" for the batch-limit class, whose maximum is one entry per message.
+    const DEFAULT_MAX_ENTRIES_PER_MESSAGE: usize = 256;
 
     /// Draws the settings of run `seed` from their own random stream.
     pub fn draw(seed: u64) -> Self {
@@ -76,6 +90,12 @@ impl FaultSettings {
             crash_per_ms: draw_level(&mut rng) * Self::MAX_CRASH_PER_MS,
             pause_per_ms: draw_level(&mut rng) * Self::MAX_PAUSE_PER_MS,
             clock_drift: draw_level(&mut rng) * Self::MAX_CLOCK_DRIFT,
+            disk_page_loss: draw_level(&mut rng) * Self::MAX_DISK_PAGE_LOSS,
+            disk_torn_page: draw_level(&mut rng) * Self::MAX_DISK_TORN_PAGE,
+            // Log-uniform from the default (level 0) down to one entry per message (level 1).
+            max_entries_per_message: (Self::DEFAULT_MAX_ENTRIES_PER_MESSAGE as f64)
+                .powf(1.0 - draw_level(&mut rng))
+                .round() as usize,
         }
     }
 
@@ -91,6 +111,9 @@ impl FaultSettings {
             crash_per_ms: 0.0,
             pause_per_ms: 0.0,
             clock_drift: 0.0,
+            disk_page_loss: 0.5,
+            disk_torn_page: 0.25,
+            max_entries_per_message: Self::DEFAULT_MAX_ENTRIES_PER_MESSAGE,
         }
     }
 }
@@ -100,7 +123,7 @@ impl fmt::Display for FaultSettings {
         write!(
             f,
             "loss={:.3} dup={:.3} late={:.3} delay_mean={}us partition/ms={:.5} clog/ms={:.5} \
-             crash/ms={:.5} pause/ms={:.5} drift={:.3}",
+             crash/ms={:.5} pause/ms={:.5} drift={:.3} disk_loss={:.2} disk_torn={:.2} batch={}",
             self.message_loss,
             self.message_duplication,
             self.message_late,
@@ -109,7 +132,10 @@ impl fmt::Display for FaultSettings {
             self.clog_per_ms,
             self.crash_per_ms,
             self.pause_per_ms,
-            self.clock_drift
+            self.clock_drift,
+            self.disk_page_loss,
+            self.disk_torn_page,
+            self.max_entries_per_message
         )
     }
 }
@@ -124,7 +150,7 @@ mod tests {
         const SEEDS: u64 = 2_000;
         let all: Vec<FaultSettings> = (0..SEEDS).map(FaultSettings::draw).collect();
         type FaultClass = (&'static str, fn(&FaultSettings) -> f64, f64);
-        let classes: [FaultClass; 9] = [
+        let classes: [FaultClass; 11] = [
             ("loss", |s| s.message_loss, FaultSettings::MAX_MESSAGE_LOSS),
             ("dup", |s| s.message_duplication, FaultSettings::MAX_MESSAGE_DUPLICATION),
             ("late", |s| s.message_late, FaultSettings::MAX_MESSAGE_LATE),
@@ -134,6 +160,8 @@ mod tests {
             ("crash", |s| s.crash_per_ms, FaultSettings::MAX_CRASH_PER_MS),
             ("pause", |s| s.pause_per_ms, FaultSettings::MAX_PAUSE_PER_MS),
             ("drift", |s| s.clock_drift, FaultSettings::MAX_CLOCK_DRIFT),
+            ("disk_loss", |s| s.disk_page_loss, FaultSettings::MAX_DISK_PAGE_LOSS),
+            ("disk_torn", |s| s.disk_torn_page, FaultSettings::MAX_DISK_TORN_PAGE),
         ];
         for (name, level, max) in classes {
             let off = all.iter().filter(|s| level(s) == 0.0).count() as u64;
@@ -141,6 +169,13 @@ mod tests {
             assert!(off * 10 >= SEEDS, "{name} off in only {off} of {SEEDS} seeds");
             assert!(at_max * 10 >= SEEDS, "{name} at maximum in only {at_max} of {SEEDS} seeds");
         }
+        let batches: Vec<usize> = all.iter().map(|s| s.max_entries_per_message).collect();
+        let default = FaultSettings::DEFAULT_MAX_ENTRIES_PER_MESSAGE;
+        assert!(batches.iter().all(|&b| (1..=default).contains(&b)));
+        let off = batches.iter().filter(|&&b| b == default).count() as u64;
+        let at_max = batches.iter().filter(|&&b| b == 1).count() as u64;
+        assert!(off * 10 >= SEEDS, "batch limit off in only {off} of {SEEDS} seeds");
+        assert!(at_max * 10 >= SEEDS, "one entry per message in only {at_max} of {SEEDS} seeds");
     }
 
     #[test]

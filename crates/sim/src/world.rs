@@ -16,7 +16,7 @@ use node::{Consistency, NodeTiming, PeerMessage};
 use raft::{Entry, EntryPayload, NodeId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use storage::SimDisk;
+use storage::{CrashModel, SimDisk};
 
 use crate::checks::{chain, Check, EntryDigest, SafetyChecker, Violation};
 use crate::history;
@@ -53,11 +53,22 @@ pub struct RunConfig {
     pub clients: usize,
     /// `None`: draw the fault settings from the seed (swarm); `Some`: use these.
     pub settings: Option<FaultSettings>,
+    /// Test-only: one rule broken on purpose in every node (see [`crate::inject`]).
+    #[cfg(feature = "inject-bugs")]
+    pub injected_bug: Option<crate::inject::InjectedBug>,
 }
 
 impl RunConfig {
     pub fn new(seed: u64) -> Self {
-        RunConfig { seed, nodes: 5, ticks: 1_500, clients: 10, settings: None }
+        RunConfig {
+            seed,
+            nodes: 5,
+            ticks: 1_500,
+            clients: 10,
+            settings: None,
+            #[cfg(feature = "inject-bugs")]
+            injected_bug: None,
+        }
     }
 }
 
@@ -88,6 +99,8 @@ pub struct World {
     /// Answers to liveness probes since the last probe round.
     probe_outcomes: Vec<(u64, Outcome)>,
     next_probe: u64,
+    /// Messages put on the network, by kind (counted only when a scenario asks for it).
+    message_counts: crate::scenario::MessageCounts,
 }
 
 /// Client tokens at or above this are liveness probes, not history operations.
@@ -121,11 +134,16 @@ impl World {
         let nodes = ids
             .iter()
             .map(|&id| {
+                let disk = SimDisk::new(derive_seed(config.seed, "disk", id));
+                disk.set_crash_model(CrashModel {
+                    keep_page_percent: ((1.0 - settings.disk_page_loss) * 100.0).round() as u8,
+                    torn_page_percent: (settings.disk_torn_page * 100.0).round() as u8,
+                });
                 let drift = settings.clock_drift;
                 let clock_rate = if drift > 0.0 { 1.0 + rng.gen_range(-drift..=drift) } else { 1.0 };
                 SimNode {
                     id,
-                    disk: SimDisk::new(derive_seed(config.seed, "disk", id)),
+                    disk,
                     liveness: Liveness::Crashed,
                     outbox: Rc::new(RefCell::new(Vec::new())),
                     now: Rc::new(Cell::new(0)),
@@ -136,6 +154,7 @@ impl World {
                     prefix_first_index: 1,
                     seen_commit: 0,
                     seen_leader_term: None,
+                    seen_role: None,
                 }
             })
             .collect();
@@ -161,6 +180,7 @@ impl World {
             ticks_done: 0,
             probe_outcomes: Vec::new(),
             next_probe: 0,
+            message_counts: Default::default(),
         };
         world.trace.record(
             0,
@@ -174,6 +194,66 @@ impl World {
             crate::boot::bootstrap(&world.nodes[id as usize - 1].disk, CLUSTER_ID, id, &ids);
         }
         world
+    }
+}
+
+/// Hooks for scripted scenarios ([`crate::scenario`]): the scenario drives this world by hand instead of
+/// through the swarm's nemesis and clients, and every check still runs after every step.
+impl World {
+    /// Client tokens of scenarios: above the probes' range start, so their answers come back through
+    /// [`World::take_scenario_outcomes`] and never touch the workload's history.
+    pub(crate) const SCENARIO_TOKEN_BASE: u64 = PROBE_BASE;
+
+    pub(crate) fn start_all_nodes(&mut self) -> Result<(), Violation> {
+        (0..self.nodes.len()).try_for_each(|index| self.start_node(index))
+    }
+
+    pub(crate) fn now(&self) -> TimeUs {
+        self.now
+    }
+
+    pub(crate) fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
+    pub(crate) fn run_to(&mut self, until: TimeUs) -> Result<(), Violation> {
+        self.run_until(until, |_| false)
+    }
+
+    pub(crate) fn sim_node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn inject(&mut self, action: FaultAction) -> Result<(), Violation> {
+        self.apply_fault(action)
+    }
+
+    pub(crate) fn take_scenario_outcomes(&mut self) -> Vec<(u64, Outcome)> {
+        std::mem::take(&mut self.probe_outcomes)
+    }
+
+    pub(crate) fn message_counts_mut(&mut self) -> &mut crate::scenario::MessageCounts {
+        &mut self.message_counts
+    }
+
+    pub(crate) fn stop_message_faults(&mut self) {
+        self.network.stop_message_faults();
+    }
+
+    pub(crate) fn stop_clients(&mut self) {
+        self.workload.stop_invoking();
+    }
+
+    pub(crate) fn clients_quiet(&self) -> bool {
+        self.workload.is_quiet()
+    }
+
+    pub(crate) fn check_client_history(&self) -> Result<usize, Violation> {
+        history::check_linearizable(&self.workload.history).map(|()| self.workload.history.len())
     }
 }
 
@@ -435,6 +515,7 @@ impl World {
         let from = self.nodes[index].id;
         let outgoing: Vec<(NodeId, PeerMessage)> = self.nodes[index].outbox.borrow_mut().drain(..).collect();
         for (to, message) in outgoing {
+            self.message_counts.record(&message);
             let description = match &message {
                 PeerMessage::Raft(m) => m.to_string(),
                 other => other.kind().to_string(),
@@ -478,6 +559,22 @@ impl World {
             return Ok(());
         };
         let observed = std::mem::take(&mut node.observer_mut().observed);
+        // A node wins its election before it appends as leader: check the role first, so that a second
+        // leader of a term is reported as the Election Safety violation it is, not as the Log Matching
+        // conflict its first entry makes in the same step.
+        let raft = node.raft();
+        let term = raft.term();
+        let seen = (raft.role(), term, raft.leader_id());
+        if node_state.seen_role != Some(seen) {
+            node_state.seen_role = Some(seen);
+            let role = format!("{:?}", raft.role()).to_lowercase();
+            self.trace.record(self.now, TraceEvent::Role { node: id, role, term, leader: raft.leader_id() });
+        }
+        if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
+            node_state.seen_leader_term = Some(term);
+            let snapshot_index = raft.log().first_index().saturating_sub(1);
+            self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
+        }
         for (hard_state, entries) in &observed.persisted {
             if let Some(hs) = hard_state {
                 self.checker.observe_durable_hard_state(id, hs.term, hs.vote);
@@ -516,16 +613,6 @@ impl World {
         for entry in &observed.applied {
             self.checker.observe_apply(id, entry.index, digest(entry))?;
             self.trace.record(self.now, TraceEvent::Apply { node: id, index: entry.index, term: entry.term });
-        }
-        let term = raft.term();
-        if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
-            node_state.seen_leader_term = Some(term);
-            let snapshot_index = raft.log().first_index().saturating_sub(1);
-            self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
-            self.trace.record(
-                self.now,
-                TraceEvent::Role { node: id, role: "leader".into(), term, leader: Some(id) },
-            );
         }
         Ok(())
     }
@@ -586,12 +673,12 @@ impl World {
             client_timeout_ticks: CLIENT_TIMEOUT_TICKS,
             retry_ticks: 2 * ELECTION_TIMEOUT_TICKS,
         };
-        let booted =
-            crate::boot::recover(node, CLUSTER_ID, self.config.seed, timing, |config| raft::Config {
-                election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
-                heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
-                ..config
-            });
+        let booted = crate::boot::recover(node, CLUSTER_ID, &self.config, timing, |config| raft::Config {
+            election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
+            max_entries_per_message: self.settings.max_entries_per_message,
+            heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
+            ..config
+        });
         let (inner, recovered_entries) = match booted {
             Ok(booted) => booted,
             Err(error) => {
@@ -614,6 +701,7 @@ impl World {
         )?;
         node.seen_commit = raft.commit_index();
         node.seen_leader_term = None;
+        node.seen_role = None;
         node.prefix_first_index = raft.log().first_index();
         node.prefix_hashes.clear();
         let mut previous = 0;

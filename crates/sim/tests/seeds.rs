@@ -49,6 +49,8 @@ fn campaign_of_seeds_with_faults_finds_no_violation() {
         clients: 10,
         threads,
         stop_at_first_failure: false,
+        #[cfg(feature = "inject-bugs")]
+        injected_bug: None,
     };
     let summary = campaign.run(|_, _| {});
     let failures: Vec<String> = summary
