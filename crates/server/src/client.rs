@@ -93,7 +93,7 @@ async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()>
     let client_id = api.next_client_id.fetch_add(1, Ordering::Relaxed);
     let (mut reader, writer) = stream.into_split();
     let (fifo, replies) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
-    let mut connection = resp::Connection::new(client_id, api.limits.clone());
+    let mut connection = resp::Connection::new(client_id, api.limits);
     let writer_task = tokio::spawn(write_replies(writer, replies));
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'read: loop {
