@@ -16,8 +16,10 @@ use tokio::sync::mpsc;
 use crate::frame::{self, HELLO_BYTES};
 use crate::node_loop::NodeHandle;
 
-/// Messages queued for one peer at most; more are dropped.
-pub const PEER_QUEUE_CAPACITY: usize = 4_096;
+/// Messages queued for one peer at most; more are dropped. Large enough for a burst of forwarded commands
+/// (a follower forwards each pipelined client command as its own message): a dropped forward costs a
+/// retry interval, which under a 10,000-command pipeline could run into the client timeout.
+pub const PEER_QUEUE_CAPACITY: usize = 65_536;
 /// Bytes gathered into one write at most.
 const MAX_WRITE_BYTES: usize = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
