@@ -131,3 +131,19 @@ fn a_thousand_concurrent_connections_are_all_served() {
     let keys: i64 = redis::cmd("DBSIZE").query(&mut cluster.connect(2).unwrap()).unwrap();
     assert_eq!(keys, 1_000);
 }
+
+#[test]
+fn nodes_with_empty_data_directories_and_no_bootstrap_never_elect_anyone() {
+    let cluster = Cluster::start_unbootstrapped("no-bootstrap", 3);
+    // Several election timeouts pass; with no configuration nobody campaigns or votes.
+    std::thread::sleep(Duration::from_millis(10 * harness::ELECTION_TIMEOUT_MS));
+    for id in 1..=3 {
+        let info = cluster.info(id).unwrap();
+        let field = |key: &str| info.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(field("role"), "follower", "node {id}");
+        assert_eq!(field("term"), "0", "node {id} never took part in an election");
+        assert_eq!(field("voters"), "", "node {id} is not a member");
+    }
+    let error = cluster.connect(1).unwrap().set::<_, _, ()>("k", "v").unwrap_err().to_string();
+    assert!(error.contains("TryAgain: no leader"), "got {error}");
+}

@@ -47,6 +47,17 @@ impl Cluster {
 
     /// As [`Cluster::start`], with another minimum election timeout.
     pub fn start_with(name: &str, n: usize, election_timeout_ms: u64) -> Cluster {
+        let cluster = Cluster::start_nodes(name, n, election_timeout_ms, true);
+        cluster.wait_for_leader(LEADER_BOUND);
+        cluster
+    }
+
+    /// Starts `n` nodes with empty data directories and no `--bootstrap`: none of them is a member yet.
+    pub fn start_unbootstrapped(name: &str, n: usize) -> Cluster {
+        Cluster::start_nodes(name, n, ELECTION_TIMEOUT_MS, false)
+    }
+
+    fn start_nodes(name: &str, n: usize, election_timeout_ms: u64, bootstrap: bool) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -62,9 +73,8 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms };
         for id in 1..=n as u64 {
-            cluster.start_node(id, true);
+            cluster.start_node(id, bootstrap);
         }
-        cluster.wait_for_leader(LEADER_BOUND);
         cluster
     }
 
