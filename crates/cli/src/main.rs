@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod bench_disk;
 mod check;
+mod local;
+mod serve;
 mod sim;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +27,12 @@ struct Cli {
 enum Command {
     /// Print the version and what this build contains.
     Version,
+    /// Run one node of a cluster (flags or a TOML file).
+    Serve(serve::ServeArgs),
+    /// Start a whole local cluster (3 or 5 processes on 127.0.0.1) and keep it running until Ctrl-C.
+    Local(local::LocalArgs),
+    /// Print a table of every node: id, address, role, term, commit, applied, lag.
+    Status(status::StatusArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -45,6 +54,9 @@ fn main() -> ExitCode {
             println!("raftkv {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Serve(args) => serve::run(args),
+        Command::Local(args) => local::run(args),
+        Command::Status(args) => status::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Check { args } => check::run(args),

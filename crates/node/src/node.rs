@@ -82,6 +82,9 @@ pub struct Node<D: Disk, T: Transport, C: Clock, O: Observer> {
     completions: Vec<Completion>,
     now_tick: u64,
     applied_index: raft::Index,
+    /// Between [`Node::begin_batch`] and [`Node::end_batch`]: inputs only feed the core, and the Ready loop
+    /// runs once at the end, so one write and one fsync cover every input of the batch (group commit).
+    batching: bool,
 }
 
 const REMOTE_CTX_BASE: u64 = 1 << 62;
@@ -138,6 +141,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             completions: Vec::new(),
             now_tick: 0,
             applied_index,
+            batching: false,
         }
     }
 
@@ -231,8 +235,25 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         self.drive()
     }
 
+    /// Starts a batch: the inputs that follow feed the core without running its Ready loop, until
+    /// [`Node::end_batch`] runs it once for all of them. A server calls this around the events that arrived
+    /// together, so that one write and one fsync cover them all; the order of effects within that Ready
+    /// (persist, send, apply, advance) is unchanged.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch and runs everything its inputs made possible.
+    pub fn end_batch(&mut self) -> Result<(), NodeError> {
+        self.batching = false;
+        self.drive()
+    }
+
     /// Runs everything the last input made possible, until the core has nothing more to say.
     fn drive(&mut self) -> Result<(), NodeError> {
+        if self.batching {
+            return Ok(());
+        }
         // Bounded: each pass either makes progress or the core reports no Ready. The bound only guards
         // against a bug in that reasoning, loudly.
         for _ in 0..1_000 {

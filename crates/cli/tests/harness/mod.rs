@@ -1,0 +1,256 @@
+//! A cluster of real `raftkv serve` processes for tests: free ports, short timings, a temp folder, and a
+//! guard that kills every child and removes the folder on drop (also when a test fails).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Tests that start clusters run one at a time (2 cores shared by many).
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub const TICK_MS: u64 = 10;
+pub const HEARTBEAT_MS: u64 = 50;
+pub const ELECTION_TIMEOUT_MS: u64 = 300;
+/// Several times the largest election timeout (2 × the minimum), generous for a loaded machine.
+pub const LEADER_BOUND: Duration = Duration::from_secs(15);
+
+pub struct NodeProcess {
+    pub id: u64,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    _serial: MutexGuard<'static, ()>,
+    pub dir: PathBuf,
+    pub cluster_id: u64,
+    pub nodes: Vec<NodeProcess>,
+    pub election_timeout_ms: u64,
+}
+
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("binding port 0")).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+impl Cluster {
+    /// Starts `n` nodes, bootstrapped, and waits until one leads.
+    pub fn start(name: &str, n: usize) -> Cluster {
+        Cluster::start_with(name, n, ELECTION_TIMEOUT_MS)
+    }
+
+    /// As [`Cluster::start`], with another minimum election timeout.
+    pub fn start_with(name: &str, n: usize, election_timeout_ms: u64) -> Cluster {
+        let cluster = Cluster::start_nodes(name, n, election_timeout_ms, true);
+        cluster.wait_for_leader(LEADER_BOUND);
+        cluster
+    }
+
+    /// Starts `n` nodes with empty data directories and no `--bootstrap`: none of them is a member yet.
+    pub fn start_unbootstrapped(name: &str, n: usize) -> Cluster {
+        Cluster::start_nodes(name, n, ELECTION_TIMEOUT_MS, false)
+    }
+
+    fn start_nodes(name: &str, n: usize, election_timeout_ms: u64, bootstrap: bool) -> Cluster {
+        let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports = free_ports(2 * n);
+        let nodes = (0..n)
+            .map(|i| NodeProcess {
+                id: i as u64 + 1,
+                client_port: ports[i],
+                peer_port: ports[n + i],
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms };
+        for id in 1..=n as u64 {
+            cluster.start_node(id, bootstrap);
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProcess {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn start_node(&mut self, id: u64, bootstrap: bool) {
+        let members: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{},127.0.0.1:{}", n.id, n.peer_port, n.client_port))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{id}.log")))
+            .unwrap();
+        let node = &self.nodes[id as usize - 1];
+        let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+        command
+            .arg("serve")
+            .args(["--node-id", &id.to_string(), "--cluster-id", &self.cluster_id.to_string()])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("node-{id}")))
+            .args(["--client-listen", &format!("127.0.0.1:{}", node.client_port)])
+            .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
+            .args(["--tick-ms", &TICK_MS.to_string()])
+            .args(["--heartbeat-interval-ms", &HEARTBEAT_MS.to_string()])
+            .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
+            .args(["--client-timeout-ms", "3000"])
+            .args(["--log-level", "info"]);
+        for member in &members {
+            command.args(["--member", member]);
+        }
+        if bootstrap {
+            command.arg("--bootstrap");
+        }
+        command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        let child = command.spawn().expect("starting raftkv serve");
+        self.nodes[id as usize - 1].child = Some(child);
+        wait_until(
+            Duration::from_secs(20),
+            || self.connect(id).is_ok(),
+            || format!("node {id} to accept clients"),
+        );
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[id as usize - 1].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit status (a clean shutdown exits 0).
+    pub fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
+        let mut child = self.nodes[id as usize - 1].child.take().expect("node is running");
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {id} did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, id: u64, signal_number: i32) {
+        signal(self.node(id).child.as_ref().expect("node is running"), signal_number);
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.node(id).child.is_some()
+    }
+
+    pub fn connect(&self, id: u64) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.node(id).client_port))?;
+        let connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        connection.set_read_timeout(Some(Duration::from_secs(10)))?;
+        connection.set_write_timeout(Some(Duration::from_secs(10)))?;
+        Ok(connection)
+    }
+
+    /// `INFO raft` of one node as key/value pairs.
+    pub fn info(&self, id: u64) -> Option<Vec<(String, String)>> {
+        let mut connection = self.connect(id).ok()?;
+        let text: String = redis::cmd("INFO").arg("raft").query(&mut connection).ok()?;
+        Some(server::info::parse(&text))
+    }
+
+    pub fn info_field(&self, id: u64, key: &str) -> Option<String> {
+        self.info(id)?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The running node that says it leads, once every running node agrees on it.
+    pub fn leader(&self) -> Option<u64> {
+        let running: Vec<u64> = self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect();
+        let leader =
+            running.iter().copied().find(|&id| self.info_field(id, "role").as_deref() == Some("leader"))?;
+        let agreed = running
+            .iter()
+            .all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
+        agreed.then_some(leader)
+    }
+
+    pub fn wait_for_leader(&self, bound: Duration) -> u64 {
+        let mut found = None;
+        wait_until(
+            bound,
+            || {
+                found = self.leader();
+                found.is_some()
+            },
+            || "a leader that every running node agrees on".into(),
+        );
+        found.unwrap()
+    }
+
+    /// Waits until node `id` applied at least `index`.
+    pub fn wait_applied(&self, id: u64, index: u64, bound: Duration) {
+        wait_until(
+            bound,
+            || {
+                self.info_field(id, "applied_index")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|a| a >= index)
+            },
+            || format!("node {id} to apply index {index}"),
+        );
+    }
+
+    pub fn commit_index(&self, id: u64) -> u64 {
+        self.info_field(id, "commit_index").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                signal(&child, libc::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let log = std::fs::read_to_string(self.dir.join(format!("node-{}.log", node.id)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("--- node {} log (last lines) ---", node.id);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn signal(child: &Child, signal_number: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal_number) };
+}
+
+/// Polls `done` every 50 ms until it holds; panics naming `what` after `bound`.
+pub fn wait_until(bound: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + bound;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {bound:?} for {}", what());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

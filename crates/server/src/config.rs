@@ -1,0 +1,254 @@
+//! One node's settings, from flags or a TOML file, validated before anything starts.
+//!
+//! Every address comes as a pair: where to bind (`*_listen`) and what to tell others (`*_advertise`),
+//! so nodes on different machines (or behind NAT) work. Times are milliseconds here; the node loop turns
+//! them into the core's ticks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use raft::NodeId;
+use serde::Deserialize;
+
+/// One member of the cluster as the configuration names it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    /// Where its peer transport listens (advertised address).
+    pub peer_addr: String,
+    /// Where its clients connect (advertised), shown in INFO so clients can find the leader.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+}
+
+impl Member {
+    /// Parses `id=peer_addr[,client_addr]`, e.g. `2=127.0.0.1:7102,127.0.0.1:7002`.
+    pub fn parse(text: &str) -> Result<Member, ConfigError> {
+        let bad = |why: &str| {
+            ConfigError::Invalid(format!("member {text:?}: {why} (want id=peer_addr[,client_addr])"))
+        };
+        let (id, addrs) = text.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| bad("the id is not a number"))?;
+        let mut parts = addrs.split(',').map(str::trim);
+        let peer_addr = parts.next().filter(|a| !a.is_empty()).ok_or_else(|| bad("no peer address"))?;
+        let client_addr = parts.next().filter(|a| !a.is_empty()).map(str::to_string);
+        if parts.next().is_some() {
+            return Err(bad("more than two addresses"));
+        }
+        Ok(Member { id, peer_addr: peer_addr.to_string(), client_addr })
+    }
+}
+
+/// Timing, in milliseconds (the tick is the core's unit of time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timing {
+    /// Length of one tick of the core's logical clock.
+    pub tick_ms: u64,
+    /// Leader heartbeats (etcd's default: 100 ms).
+    pub heartbeat_interval_ms: u64,
+    /// Minimum election timeout; each wait is drawn from `[min, 2 * min)` (etcd's default: 1 s).
+    pub election_timeout_ms: u64,
+    /// A client request not answered in this time gets an error (`-TRYAGAIN` if it was certainly never
+    /// proposed, otherwise an "outcome unknown" timeout).
+    pub client_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            tick_ms: 10,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1_000,
+            client_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Timing {
+    pub fn ticks(&self, ms: u64) -> u64 {
+        ms.div_ceil(self.tick_ms).max(1)
+    }
+    pub fn election_timeout_ticks(&self) -> u64 {
+        self.ticks(self.election_timeout_ms)
+    }
+    pub fn heartbeat_interval_ticks(&self) -> u64 {
+        self.ticks(self.heartbeat_interval_ms)
+    }
+}
+
+/// Everything `raftkv serve` needs. Field names are the TOML keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub node_id: NodeId,
+    pub cluster_id: u64,
+    pub data_dir: PathBuf,
+    pub client_listen: SocketAddr,
+    /// Defaults to `client_listen`.
+    #[serde(default)]
+    pub client_advertise: Option<String>,
+    pub peer_listen: SocketAddr,
+    /// Defaults to `peer_listen`.
+    #[serde(default)]
+    pub peer_advertise: Option<String>,
+    /// Reserved for the admin HTTP endpoint (not served yet).
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub admin_advertise: Option<String>,
+    /// Every member, this node included.
+    #[serde(default)]
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub timing: Timing,
+    /// Create the initial state of a brand-new cluster (voters = `members`) if the data directory is
+    /// empty. Never touches a directory that already holds state.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// At most this many client connections at once; more are refused.
+    #[serde(default = "default_max_connections")]
+    pub max_client_connections: usize,
+    /// RESP bulk-string limit (Redis's proto-max-bulk-len).
+    #[serde(default = "default_max_bulk_bytes")]
+    pub max_bulk_bytes: usize,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_max_bulk_bytes() -> usize {
+    512 << 20
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+impl ServerConfig {
+    /// Reads a TOML file (then call [`ServerConfig::validate`]).
+    pub fn from_toml_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.display().to_string(), source })
+    }
+
+    pub fn client_advertise(&self) -> String {
+        self.client_advertise.clone().unwrap_or_else(|| self.client_listen.to_string())
+    }
+
+    pub fn peer_advertise(&self) -> String {
+        self.peer_advertise.clone().unwrap_or_else(|| self.peer_listen.to_string())
+    }
+
+    /// The other members (peers this node sends to).
+    pub fn peers(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(move |m| m.id != self.node_id)
+    }
+
+    /// Checks everything that can be checked before starting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid(why));
+        if self.node_id == 0 {
+            return invalid("node id 0 means nobody; ids start at 1".into());
+        }
+        let mut ids: Vec<NodeId> = self.members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return invalid("a member id is listed twice".into());
+        }
+        if ids.contains(&0) {
+            return invalid("member id 0 means nobody".into());
+        }
+        if self.bootstrap && !ids.contains(&self.node_id) {
+            return invalid(format!(
+                "--bootstrap needs this node ({}) among the members, which become the first voters",
+                self.node_id
+            ));
+        }
+        let t = &self.timing;
+        if t.tick_ms == 0 {
+            return invalid("tick_ms must be at least 1".into());
+        }
+        if t.election_timeout_ticks() <= t.heartbeat_interval_ticks() {
+            return invalid(format!(
+                "the election timeout ({} ms) must be longer than the heartbeat interval ({} ms)",
+                t.election_timeout_ms, t.heartbeat_interval_ms
+            ));
+        }
+        if t.client_timeout_ms < t.tick_ms {
+            return invalid("client_timeout_ms must be at least one tick".into());
+        }
+        if self.max_client_connections == 0 {
+            return invalid("max_client_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// This node's own client address as advertised, or the one its member entry names.
+    pub fn client_addr_of(&self, id: NodeId) -> Option<String> {
+        if id == self.node_id {
+            return Some(self.client_advertise());
+        }
+        self.members.iter().find(|m| m.id == id).and_then(|m| m.client_addr.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_parses_with_and_without_client_address() {
+        let m = Member::parse("2=127.0.0.1:7102,127.0.0.1:7002").unwrap();
+        assert_eq!(m.id, 2);
+        assert_eq!(m.peer_addr, "127.0.0.1:7102");
+        assert_eq!(m.client_addr.as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(Member::parse("3=h:1").unwrap().client_addr, None);
+        assert!(Member::parse("x=h:1").is_err());
+        assert!(Member::parse("3").is_err());
+        assert!(Member::parse("3=a,b,c").is_err());
+    }
+
+    #[test]
+    fn toml_config_parses_and_validates() {
+        let text = r#"
+            node_id = 1
+            cluster_id = 7
+            data_dir = "/tmp/x"
+            client_listen = "127.0.0.1:7001"
+            peer_listen = "127.0.0.1:7101"
+            bootstrap = true
+            [timing]
+            election_timeout_ms = 300
+            heartbeat_interval_ms = 50
+            [[members]]
+            id = 1
+            peer_addr = "127.0.0.1:7101"
+            client_addr = "127.0.0.1:7001"
+            [[members]]
+            id = 2
+            peer_addr = "127.0.0.1:7102"
+        "#;
+        let config: ServerConfig = toml::from_str(text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.timing.election_timeout_ticks(), 30);
+        assert_eq!(config.timing.tick_ms, 10);
+        assert_eq!(config.peers().count(), 1);
+    }
+}

@@ -1,0 +1,23 @@
+//! Real I/O around the node glue: what makes raftkv a program people run.
+//!
+//! - [`node_loop`]: one thread owns the [`node::Node`] (storage on real files, the system clock) and is fed
+//!   by one bounded channel: ticks from a timer thread, peer messages, client requests, status queries.
+//! - [`transport`] and [`frame`]: the TCP peer transport (hello handshake, checksummed postcard frames).
+//! - [`client`] and [`info`]: the RESP client API with pipelining, and the INFO text.
+//! - [`serve`]: `raftkv serve`, from a validated [`config::ServerConfig`] to a running node and back down.
+//! - [`data_dir`]: the incarnation counter that keeps client ids unique across restarts.
+//!
+//! Tokio tasks own the sockets and talk to the node loop only through channels, so the node stays the
+//! single-threaded, deterministic code the simulator tests.
+
+pub mod client;
+pub mod config;
+pub mod data_dir;
+pub mod frame;
+pub mod info;
+pub mod node_loop;
+pub mod serve;
+pub mod transport;
+
+pub use config::{Member, ServerConfig, Timing};
+pub use serve::{run, ServeError};

@@ -1,0 +1,327 @@
+//! The node loop: one thread that owns the [`node::Node`] and is fed by one bounded channel of events
+//! (ticks from a timer thread, peer messages, client requests, status queries). Tokio tasks own the
+//! sockets and talk to it only through that channel and through oneshot replies, so the node itself stays
+//! single-threaded, exactly as in the simulator.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kv::{Command, Reply};
+use node::{ClientToken, Consistency, Node, NodeTiming, PeerMessage};
+use raft::{Configuration, NodeId, Raft, RestoredState, Role};
+use storage::{FileDisk, Storage, StorageOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ServerConfig;
+use crate::transport::PeerQueues;
+
+/// Events waiting for the node loop at most. Senders wait when it is full (clients, peers); the timer
+/// drops a tick instead (time then runs a little slow under overload, which Raft tolerates).
+pub const EVENT_QUEUE_CAPACITY: usize = 16_384;
+
+/// What the node loop is told.
+pub enum Event {
+    Tick,
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+    },
+    Client {
+        command: Command,
+        consistency: Consistency,
+        reply: oneshot::Sender<Reply>,
+    },
+    Status {
+        reply: oneshot::Sender<NodeStatus>,
+    },
+    /// Fail every pending request and stop (graceful shutdown).
+    Shutdown,
+}
+
+/// A consistent picture of the node for INFO and `raftkv status`.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub voters: Vec<NodeId>,
+    /// On the leader: every follower's match index.
+    pub followers: Vec<(NodeId, u64)>,
+    pub keys: usize,
+    pub pending_requests: usize,
+    pub incarnation: u64,
+}
+
+/// The error clients get for requests that were pending when the node stopped.
+pub const SHUTTING_DOWN: &str =
+    "TRYAGAIN the node is shutting down; the command may or may not have been applied";
+
+/// The system clock, in milliseconds since the Unix epoch. Only the leader's reading is used, stamped into
+/// new entries (expiry), so replicas never read their own clocks.
+pub struct SystemClock;
+
+impl node::Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A cloneable handle to send events to the node loop.
+#[derive(Clone)]
+pub struct NodeHandle {
+    events: mpsc::Sender<Event>,
+}
+
+impl NodeHandle {
+    /// Submits a command; the reply arrives on the returned receiver (which errs if the node stopped).
+    pub async fn submit(&self, command: Command, consistency: Consistency) -> oneshot::Receiver<Reply> {
+        let (reply, receiver) = oneshot::channel();
+        // If the loop is gone, `reply` is dropped with the event and the receiver sees it closed.
+        let _ = self.events.send(Event::Client { command, consistency, reply }).await;
+        receiver
+    }
+
+    pub async fn status(&self) -> Option<NodeStatus> {
+        let (reply, receiver) = oneshot::channel();
+        self.events.send(Event::Status { reply }).await.ok()?;
+        receiver.await.ok()
+    }
+
+    pub async fn peer_message(&self, from: NodeId, message: PeerMessage) -> bool {
+        self.events.send(Event::Peer { from, message }).await.is_ok()
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.events.send(Event::Shutdown).await;
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Event> {
+        self.events.clone()
+    }
+}
+
+pub type ServerNode = Node<FileDisk, PeerQueues, SystemClock, node::NoObserver>;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] storage::Error),
+    #[error("consensus configuration: {0}")]
+    Raft(#[from] raft::ConfigError),
+}
+
+/// Opens (and on `--bootstrap`, creates) the data directory and builds the node, as the simulator's
+/// `boot.rs` does with a simulated disk. An empty directory without `--bootstrap` starts with no
+/// configuration: the node is not a member, never votes, and waits to be added.
+pub fn build_node(config: &ServerConfig, transport: PeerQueues) -> Result<(ServerNode, u64), StartError> {
+    let dir = &config.data_dir;
+    let data_dir_error = |source| StartError::DataDir { dir: dir.display().to_string(), source };
+    let disk = FileDisk::new(dir).map_err(data_dir_error)?;
+    let (mut storage, initial) = Storage::open(disk, StorageOptions::new(config.cluster_id, config.node_id))?;
+    let initial = match initial {
+        Some(state) => Some(state),
+        None if config.bootstrap => {
+            let voters = config.members.iter().map(|m| m.id);
+            tracing::info!(members = config.members.len(), "bootstrapping a new cluster");
+            Some(storage.bootstrap(Configuration::with_voters(voters))?)
+        }
+        None => {
+            tracing::warn!(
+                "the data directory is empty and --bootstrap was not given: this node is not a member, \
+                 never votes, and waits to be added to a cluster"
+            );
+            None
+        }
+    };
+    let incarnation = crate::data_dir::bump_incarnation(Path::new(dir)).map_err(data_dir_error)?;
+    let restored = initial
+        .map(|s| RestoredState { hard_state: s.hard_state, snapshot: s.snapshot, entries: s.entries })
+        .unwrap_or_default();
+    let timing = &config.timing;
+    let raft_config = raft::Config {
+        election_timeout_ticks: timing.election_timeout_ticks(),
+        heartbeat_interval_ticks: timing.heartbeat_interval_ticks(),
+        // Each life draws different election timeouts (the seed is not a safety matter).
+        rng_seed: node::Clock::now_ms(&SystemClock) ^ (incarnation << 32) ^ u64::from(std::process::id()),
+        ..raft::Config::new(config.node_id)
+    };
+    let raft = Raft::new(raft_config, restored)?;
+    let machine = kv::KvStateMachine::new(kv::KvConfig::default());
+    let applied_index = raft.applied_index();
+    let node_timing = NodeTiming {
+        client_timeout_ticks: timing.ticks(timing.client_timeout_ms),
+        retry_ticks: 2 * timing.election_timeout_ticks(),
+    };
+    let node = Node::new(
+        raft,
+        storage,
+        machine,
+        applied_index,
+        incarnation,
+        node_timing,
+        transport,
+        SystemClock,
+        node::NoObserver,
+    );
+    Ok((node, incarnation))
+}
+
+/// The running loop's channel and thread.
+pub struct NodeLoop {
+    pub handle: NodeHandle,
+    /// Resolves when the loop stopped: `Ok` after a shutdown, `Err` with the reason after a storage failure.
+    pub stopped: oneshot::Receiver<Result<(), String>>,
+}
+
+/// Starts the node loop thread and its tick timer.
+pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration) -> NodeLoop {
+    let (events, receiver) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let (stopped_tx, stopped) = oneshot::channel();
+    let ticker = events.clone();
+    std::thread::Builder::new()
+        .name("raftkv-ticker".into())
+        .spawn(move || run_ticker(ticker, tick))
+        .expect("spawning the tick thread");
+    std::thread::Builder::new()
+        .name("raftkv-node".into())
+        .spawn(move || {
+            let result = run(node, incarnation, receiver);
+            if let Err(error) = &result {
+                tracing::error!(%error, "the node loop stopped");
+            }
+            let _ = stopped_tx.send(result);
+        })
+        .expect("spawning the node thread");
+    NodeLoop { handle: NodeHandle { events }, stopped }
+}
+
+fn run_ticker(events: mpsc::Sender<Event>, tick: Duration) {
+    let mut next = std::time::Instant::now() + tick;
+    loop {
+        let now = std::time::Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        // Never let ticks pile up after a stall (a suspended process): skip to the present.
+        next = (next + tick).max(std::time::Instant::now());
+        match events.try_send(Event::Tick) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// Events handled per batch before answers are routed (answers go out as soon as the batch ends).
+const MAX_EVENTS_PER_BATCH: usize = 256;
+
+fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>) -> Result<(), String> {
+    let mut waiting: HashMap<ClientToken, oneshot::Sender<Reply>> = HashMap::new();
+    let mut next_token: ClientToken = 0;
+    let mut last_role = (Role::Follower, 0, None);
+    while let Some(first) = events.blocking_recv() {
+        let mut event = Some(first);
+        let mut handled = 0;
+        // Group commit: every event that is already waiting is fed to the core first, and one Ready (one
+        // write, one fsync) covers them all.
+        node.begin_batch();
+        while let Some(current) = event.take() {
+            let step = match current {
+                Event::Tick => node.tick(),
+                Event::Peer { from, message } => node.receive(from, message),
+                Event::Client { command, consistency, reply } => {
+                    next_token += 1;
+                    waiting.insert(next_token, reply);
+                    node.submit(next_token, command, consistency)
+                }
+                Event::Status { reply } => {
+                    let _ = reply.send(status_of(&node, incarnation));
+                    Ok(())
+                }
+                Event::Shutdown => {
+                    let _ = node.end_batch();
+                    route(&mut node, &mut waiting);
+                    fail_all(&mut waiting, SHUTTING_DOWN);
+                    tracing::info!("node loop stopped for shutdown");
+                    return Ok(());
+                }
+            };
+            if let Err(error) = step {
+                route(&mut node, &mut waiting);
+                fail_all(&mut waiting, "ERR the node stopped after a storage failure");
+                return Err(error.to_string());
+            }
+            handled += 1;
+            if handled < MAX_EVENTS_PER_BATCH {
+                event = events.try_recv().ok();
+            }
+        }
+        if let Err(error) = node.end_batch() {
+            route(&mut node, &mut waiting);
+            fail_all(&mut waiting, "ERR the node stopped after a storage failure");
+            return Err(error.to_string());
+        }
+        route(&mut node, &mut waiting);
+        log_role_change(&node, &mut last_role);
+    }
+    Ok(())
+}
+
+/// One log line whenever the role, term or known leader changes: what an operator reads first.
+fn log_role_change(node: &ServerNode, last: &mut (Role, u64, Option<NodeId>)) {
+    let raft = node.raft();
+    let now = (raft.role(), raft.term(), raft.leader_id());
+    if now != *last {
+        tracing::info!(role = ?now.0, term = now.1, leader = ?now.2, "role changed");
+        *last = now;
+    }
+}
+
+/// Sends each completion to the client waiting for it (a client that went away is simply skipped).
+fn route(node: &mut ServerNode, waiting: &mut HashMap<ClientToken, oneshot::Sender<Reply>>) {
+    for completion in node.take_completions() {
+        if let Some(sender) = waiting.remove(&completion.token) {
+            let _ = sender.send(completion.reply);
+        }
+    }
+}
+
+fn fail_all(waiting: &mut HashMap<ClientToken, oneshot::Sender<Reply>>, text: &str) {
+    for (_, sender) in waiting.drain() {
+        let _ = sender.send(Reply::error(text));
+    }
+}
+
+fn status_of(node: &ServerNode, incarnation: u64) -> NodeStatus {
+    let raft = node.raft();
+    let followers = if raft.role() == Role::Leader {
+        raft.progress().filter(|(id, _)| *id != raft.id()).map(|(id, p)| (id, p.match_index)).collect()
+    } else {
+        Vec::new()
+    };
+    NodeStatus {
+        node_id: raft.id(),
+        role: raft.role(),
+        term: raft.term(),
+        leader_id: raft.leader_id(),
+        commit_index: raft.commit_index(),
+        applied_index: node.applied_index(),
+        last_index: raft.last_index(),
+        voters: raft.configuration().members().into_iter().collect(),
+        followers,
+        keys: node.state_machine().key_count(),
+        pending_requests: node.pending_requests(),
+        incarnation,
+    }
+}

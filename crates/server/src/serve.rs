@@ -1,0 +1,138 @@
+//! `raftkv serve`: one node, from a validated [`ServerConfig`] to a running process, and back down on
+//! SIGINT/SIGTERM (stop accepting, fail in-flight requests, let storage close, exit 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use crate::client::{self, ClientApi};
+use crate::config::ServerConfig;
+use crate::info::StaticInfo;
+use crate::node_loop::{self, StartError};
+use crate::transport;
+
+/// Why `serve` failed. Each maps to one clear line on stderr and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start: {0}")]
+    Start(#[from] StartError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the node stopped: {0}")]
+    NodeFailed(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How long a restarted node keeps trying a port the previous process still held.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(10);
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let started = Instant::now();
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < BIND_RETRY_FOR =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(source) => return Err(ServeError::Bind { what, addr, source }),
+        }
+    }
+}
+
+/// Runs one node until a signal or a fatal error.
+pub fn run(config: ServerConfig) -> Result<(), ServeError> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("raftkv-io")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let result = runtime.block_on(serve(config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let peer_listener = bind("peers", config.peer_listen).await?;
+    let client_listener = bind("clients", config.client_listen).await?;
+    let peers = config.peers().map(|m| (m.id, m.peer_addr.clone()));
+    let queues = transport::start_outbound(config.cluster_id, config.node_id, peers);
+    let (node, incarnation) = node_loop::build_node(&config, queues)?;
+    let tick = Duration::from_millis(config.timing.tick_ms);
+    let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick);
+
+    let peer_task = tokio::spawn(transport::run_listener(
+        peer_listener,
+        config.cluster_id,
+        config.node_id,
+        handle.clone(),
+    ));
+    let info = Arc::new(StaticInfo {
+        started: Instant::now(),
+        client_addr: config.client_advertise(),
+        peer_addr: config.peer_advertise(),
+        cluster_id: config.cluster_id,
+        client_addrs: config
+            .members
+            .iter()
+            .filter_map(|m| config.client_addr_of(m.id).map(|a| (m.id, a)))
+            .collect(),
+    });
+    let limits = resp::Limits { max_bulk_bytes: config.max_bulk_bytes, ..resp::Limits::default() };
+    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, config.max_client_connections));
+    let client_task = tokio::spawn(client::run_listener(client_listener, api));
+    tracing::info!(
+        node_id = config.node_id,
+        client = %config.client_listen,
+        peers = %config.peer_listen,
+        incarnation,
+        "raftkv node is serving"
+    );
+
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "shutting down: no new connections, failing in-flight requests");
+            Ok(())
+        }
+        result = &mut stopped => Err(result.unwrap_or_else(|_| Err("the node loop vanished".into()))),
+    };
+    client_task.abort();
+    peer_task.abort();
+    match outcome {
+        Ok(()) => {
+            handle.shutdown().await;
+            // Storage is synced on every write; the loop returning drops it (and its lock).
+            let _ = tokio::time::timeout(Duration::from_secs(5), stopped).await;
+            // Give connection writers a moment to send the errors of failed requests.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Err(Ok(())) => Ok(()),
+        Err(Err(reason)) => Err(ServeError::NodeFailed(reason)),
+    }
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,205 @@
+//! The TCP peer transport: one outbound connection per peer (reconnecting with exponential backoff and
+//! jitter), a bounded queue per peer that drops when full (Raft tolerates loss), TCP_NODELAY, many frames
+//! per write; and a listener that checks each incoming connection's hello and feeds its frames to the
+//! node loop. Wire format: [`crate::frame`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use node::PeerMessage;
+use raft::NodeId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::frame::{self, HELLO_BYTES};
+use crate::node_loop::NodeHandle;
+
+/// Messages queued for one peer at most; more are dropped. Large enough for a burst of forwarded commands
+/// (a follower forwards each pipelined client command as its own message): a dropped forward costs a
+/// retry interval, which under a 10,000-command pipeline could run into the client timeout.
+pub const PEER_QUEUE_CAPACITY: usize = 65_536;
+/// Bytes gathered into one write at most.
+const MAX_WRITE_BYTES: usize = 4 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The node's [`node::Transport`]: a bounded queue per peer, drained by that peer's connection task.
+pub struct PeerQueues {
+    queues: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    dropped: u64,
+}
+
+impl node::Transport for PeerQueues {
+    fn send(&mut self, to: NodeId, message: PeerMessage) {
+        let Some(queue) = self.queues.get(&to) else {
+            tracing::debug!(to, kind = message.kind(), "no address known for this node; message dropped");
+            return;
+        };
+        if queue.try_send(message).is_err() {
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                tracing::warn!(to, dropped = self.dropped, "peer queue full; dropping messages");
+            }
+        }
+    }
+}
+
+/// Creates the queues and starts one connection task per peer. Must run inside the tokio runtime.
+pub fn start_outbound(
+    cluster_id: u64,
+    own_id: NodeId,
+    peers: impl IntoIterator<Item = (NodeId, String)>,
+) -> PeerQueues {
+    let mut queues = HashMap::new();
+    for (id, addr) in peers {
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
+        queues.insert(id, sender);
+        tokio::spawn(run_outbound(cluster_id, own_id, id, addr, receiver));
+    }
+    PeerQueues { queues, dropped: 0 }
+}
+
+async fn run_outbound(
+    cluster_id: u64,
+    own_id: NodeId,
+    peer: NodeId,
+    addr: String,
+    mut queue: mpsc::Receiver<PeerMessage>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut failures: u64 = 0;
+    loop {
+        match connect(cluster_id, own_id, peer, &addr).await {
+            Ok(stream) => {
+                tracing::info!(peer, %addr, "connected to peer");
+                backoff = MIN_BACKOFF;
+                failures = 0;
+                match send_frames(stream, &mut queue).await {
+                    Ok(()) => return, // The node loop is gone: nothing more to send.
+                    Err(error) => tracing::info!(peer, %addr, %error, "peer connection lost; reconnecting"),
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                // Loud once, then quiet: a peer that is down is normal while a cluster starts.
+                if failures == 1 || failures.is_power_of_two() && failures >= 64 {
+                    tracing::warn!(peer, %addr, %error, failures, "cannot reach peer; will keep trying");
+                }
+            }
+        }
+        tokio::time::sleep(with_jitter(backoff)).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if queue.is_closed() && queue.is_empty() {
+            return;
+        }
+    }
+}
+
+/// A random-looking duration in `[d/2, d)`, so that peers that failed together do not retry together.
+fn with_jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(d.as_nanos() as u64);
+    let fraction = (hasher.finish() % 1_000) as u32;
+    d / 2 + d / 2 * fraction / 1_000
+}
+
+async fn connect(cluster_id: u64, own_id: NodeId, peer: NodeId, addr: &str) -> std::io::Result<TcpStream> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    stream.write_all(&frame::encode_hello(cluster_id, own_id)).await?;
+    let mut hello = [0u8; HELLO_BYTES];
+    tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut hello))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello from peer"))??;
+    let theirs = frame::check_hello(&hello, cluster_id)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    if theirs.node_id != peer {
+        tracing::warn!(
+            expected = peer,
+            found = theirs.node_id,
+            addr,
+            "the peer at this address has another id"
+        );
+    }
+    Ok(stream)
+}
+
+/// Writes queued messages until the queue closes (`Ok`) or the connection fails (`Err`).
+async fn send_frames(mut stream: TcpStream, queue: &mut mpsc::Receiver<PeerMessage>) -> std::io::Result<()> {
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    while let Some(message) = queue.recv().await {
+        out.clear();
+        frame::encode_frame(&message, &mut out);
+        while out.len() < MAX_WRITE_BYTES {
+            let Ok(next) = queue.try_recv() else { break };
+            frame::encode_frame(&next, &mut out);
+        }
+        stream.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+/// Accepts peer connections until the listener task is aborted.
+pub async fn run_listener(listener: TcpListener, cluster_id: u64, own_id: NodeId, node: NodeHandle) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = serve_inbound(stream, cluster_id, own_id, node).await {
+                        tracing::warn!(%addr, %error, "closed a peer connection");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accepting a peer connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_inbound(
+    mut stream: TcpStream,
+    cluster_id: u64,
+    own_id: NodeId,
+    node: NodeHandle,
+) -> Result<(), String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut hello = [0u8; HELLO_BYTES];
+    tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut hello))
+        .await
+        .map_err(|_| "no hello within the timeout".to_string())?
+        .map_err(|e| format!("reading the hello: {e}"))?;
+    let theirs = frame::check_hello(&hello, cluster_id).map_err(|e| format!("refused: {e}"))?;
+    stream.write_all(&frame::encode_hello(cluster_id, own_id)).await.map_err(|e| e.to_string())?;
+    let from = theirs.node_id;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        loop {
+            match frame::decode_frame(&mut buf) {
+                Ok(Some(message)) => {
+                    if !node.peer_message(from, message).await {
+                        return Ok(()); // The node loop stopped.
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => return Err(format!("from node {from}: {error}")),
+            }
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        let n = stream.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
