@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::network::TimeUs;
-use crate::swarm::FaultSettings;
+use crate::swarm::{FaultSettings, LEADER_CRASH_WITHIN_US};
 
 /// How long a fault lasts before it is undone, in microseconds: long enough to outlast several election
 /// timeouts (so leaders change under it), short enough that a run sees many faults.
@@ -90,6 +90,10 @@ pub struct Nemesis {
     unavailable: BTreeSet<NodeId>,
     partitioned: bool,
     enabled: bool,
+    /// The chance that a node that just won an election is crashed soon after.
+    leader_crash: f64,
+    /// Crashes aimed at new leaders, by due time and then insertion order.
+    leader_crash_at: BTreeMap<(TimeUs, u64), NodeId>,
 }
 
 impl Nemesis {
@@ -114,6 +118,8 @@ impl Nemesis {
             unavailable: BTreeSet::new(),
             partitioned: false,
             enabled: true,
+            leader_crash: settings.leader_crash,
+            leader_crash_at: BTreeMap::new(),
         };
         let classes: Vec<FaultClass> = nemesis.rates_per_us.keys().copied().collect();
         for class in classes {
@@ -129,9 +135,25 @@ impl Nemesis {
         self.next_fault_at.insert(class, now + gap.max(1));
     }
 
+    /// Told by the world each time a node takes office as leader: with the run's `leader_crash`
+    /// probability, that node crashes at a random instant of its first [`LEADER_CRASH_WITHIN_US`].
+    pub fn on_new_leader(&mut self, leader: NodeId, now: TimeUs) {
+        if !self.enabled || self.leader_crash <= 0.0 || !self.rng.gen_bool(self.leader_crash) {
+            return;
+        }
+        let at = now + self.rng.gen_range(0..=LEADER_CRASH_WITHIN_US);
+        self.leader_crash_at.insert((at, self.undo_sequence), leader);
+        self.undo_sequence += 1;
+    }
+
     /// The time of the next fault or undo, if any.
     pub fn next_event_at(&self) -> Option<TimeUs> {
-        let next_fault = if self.enabled { self.next_fault_at.values().min().copied() } else { None };
+        let next_fault = if self.enabled {
+            let aimed = self.leader_crash_at.keys().next().map(|&(at, _)| at);
+            self.next_fault_at.values().copied().chain(aimed).min()
+        } else {
+            None
+        };
         let next_undo = self.undo_at.keys().next().map(|&(at, _)| at);
         match (next_fault, next_undo) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -149,6 +171,18 @@ impl Nemesis {
         }
         if !self.enabled {
             return actions;
+        }
+        while let Some((&key, _)) = self.leader_crash_at.iter().next().filter(|(&(at, _), _)| at <= now) {
+            let leader = self.leader_crash_at.remove(&key).expect("key was just read");
+            // Half of the time the leader is cut off instead: that also drops what it has in flight.
+            if !self.partitioned && self.nodes.len() > 1 && self.rng.gen_bool(0.5) {
+                self.partitioned = true;
+                self.undo_later(now, FaultAction::Heal);
+                let side_b = self.nodes.iter().copied().filter(|&n| n != leader).collect();
+                actions.push(FaultAction::Partition { side_a: vec![leader], side_b });
+            } else if let Some(action) = self.crash_node(leader, now) {
+                actions.push(action);
+            }
         }
         let due: Vec<FaultClass> =
             self.next_fault_at.iter().filter(|(_, &at)| at <= now).map(|(&class, _)| class).collect();
@@ -195,21 +229,29 @@ impl Nemesis {
                 let available: Vec<NodeId> =
                     self.nodes.iter().copied().filter(|n| !self.unavailable.contains(n)).collect();
                 let &node = available.choose(&mut self.rng)?;
-                self.unavailable.insert(node);
                 if class == FaultClass::Crash {
-                    self.undo_later(now, FaultAction::Restart(node));
-                    // Half between steps, half in the middle of one.
-                    if self.rng.gen_bool(0.5) {
-                        Some(FaultAction::PowerLoss(node))
-                    } else {
-                        Some(FaultAction::Crash(node))
-                    }
+                    self.crash_node(node, now)
                 } else {
+                    self.unavailable.insert(node);
                     self.undo_later(now, FaultAction::Resume(node));
                     Some(FaultAction::Pause(node))
                 }
             }
             _ => None,
+        }
+    }
+
+    /// Crashes `node` unless it is down or paused already, and schedules its restart.
+    fn crash_node(&mut self, node: NodeId, now: TimeUs) -> Option<FaultAction> {
+        if !self.unavailable.insert(node) {
+            return None;
+        }
+        self.undo_later(now, FaultAction::Restart(node));
+        // Half between steps, half in the middle of one.
+        if self.rng.gen_bool(0.5) {
+            Some(FaultAction::PowerLoss(node))
+        } else {
+            Some(FaultAction::Crash(node))
         }
     }
 
@@ -249,6 +291,7 @@ impl Nemesis {
     /// The liveness phase: no new faults, and every outstanding fault is undone now.
     pub fn heal_all(&mut self) -> Vec<FaultAction> {
         self.enabled = false;
+        self.leader_crash_at.clear();
         let pending: Vec<FaultAction> = std::mem::take(&mut self.undo_at).into_values().collect();
         for action in &pending {
             self.note_undone(action);
@@ -267,6 +310,7 @@ mod tests {
 
     fn brutal() -> FaultSettings {
         FaultSettings {
+            leader_crash: 0.9,
             partition_per_ms: 0.002,
             clog_per_ms: 0.002,
             crash_per_ms: 0.0005,
@@ -340,6 +384,29 @@ mod tests {
         }
         assert!(down.is_empty(), "heal_all brings every node back");
         assert_eq!(nemesis.next_event_at(), None);
+    }
+
+    #[test]
+    fn new_leaders_fail_within_their_first_heartbeats_at_the_drawn_rate() {
+        let mut nemesis = Nemesis::new(&brutal(), vec![1, 2, 3], derive_rng(7, "nemesis", 0), 0);
+        let mut failed = 0;
+        for round in 0..200u64 {
+            let took_office = round * 10_000_000;
+            nemesis.on_new_leader(1, took_office);
+            // Only what is aimed at the new leader: the Poisson classes fire at their own times.
+            let aimed: Vec<TimeUs> = nemesis.leader_crash_at.keys().map(|&(at, _)| at).collect();
+            assert!(aimed.iter().all(|&at| at <= took_office + LEADER_CRASH_WITHIN_US));
+            nemesis.next_fault_at.clear();
+            let actions = nemesis.poll(took_office + LEADER_CRASH_WITHIN_US);
+            let hit = actions.iter().any(|a| {
+                matches!(a, FaultAction::Crash(1) | FaultAction::PowerLoss(1))
+                    || matches!(a, FaultAction::Partition { side_a, .. } if side_a == &vec![1])
+            });
+            failed += hit as u32;
+            // Undo everything before the next election.
+            nemesis.poll(took_office + MAX_FAULT_US + LEADER_CRASH_WITHIN_US + 1);
+        }
+        assert!((150..=200).contains(&failed), "about 90% of 200 new leaders fail: {failed}");
     }
 
     #[test]

@@ -581,6 +581,7 @@ impl World {
         }
         if raft.role() == raft::Role::Leader && node_state.seen_leader_term != Some(term) {
             node_state.seen_leader_term = Some(term);
+            self.nemesis.on_new_leader(id, self.now);
             let snapshot_index = raft.log().first_index().saturating_sub(1);
             self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
         }
