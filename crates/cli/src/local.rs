@@ -27,6 +27,9 @@ pub struct LocalArgs {
     /// Heartbeat interval of every node.
     #[arg(long, default_value_t = 100)]
     heartbeat_interval_ms: u64,
+    /// Writes that would grow the data past this many bytes fail with -OOM on every node (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    maxmemory: u64,
 }
 
 fn parse_node_count(text: &str) -> Result<u64, String> {
@@ -157,7 +160,8 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             .args(["--client-listen", &format!("127.0.0.1:{}", client_port(args.base_port, id))])
             .args(["--peer-listen", &format!("127.0.0.1:{}", peer_port(args.base_port, id))])
             .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
-            .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()]);
+            .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()])
+            .args(["--maxmemory", &args.maxmemory.to_string()]);
         for member in &members {
             command.args(["--member", member]);
         }

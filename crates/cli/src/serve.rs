@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// At most this many client connections at once.
     #[arg(long, default_value_t = 10_000)]
     max_client_connections: usize,
+    /// Writes that would grow the data past this many bytes fail with -OOM (0: no limit). Give every
+    /// node of a cluster the same value: each replica decides from its own copy of the data.
+    #[arg(long, default_value_t = 0)]
+    maxmemory: u64,
     /// Log level (trace, debug, info, warn, error) unless RUST_LOG is set.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -88,6 +92,7 @@ impl ServeArgs {
             bootstrap: self.bootstrap,
             max_client_connections: self.max_client_connections,
             max_bulk_bytes: 512 << 20,
+            maxmemory_bytes: self.maxmemory,
         })
     }
 }

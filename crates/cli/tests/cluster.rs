@@ -215,3 +215,36 @@ fn ten_thousand_pipelined_commands_on_one_connection_answer_in_order() {
         .collect();
     assert_eq!(counts, (1..=10_000).collect::<Vec<i64>>(), "INCR replies in request order");
 }
+
+/// `--maxmemory`: writes that would grow the data past the limit fail with Redis's -OOM text, decided by
+/// each replica from its own byte count, so every node refuses alike; deletes still work and free room.
+#[test]
+fn maxmemory_refuses_growth_with_oom_on_every_node_and_deletes_free_room() {
+    let cluster = Cluster::start_with_args("maxmemory", 3, &["--maxmemory", "4096"]);
+    let mut connection = cluster.connect(1).unwrap();
+    let value = "x".repeat(200);
+    let mut written = 0;
+    let mut refusal = None;
+    for i in 0..100 {
+        match connection.set::<_, _, ()>(format!("key-{i}"), &value) {
+            Ok(()) => written += 1,
+            Err(error) => {
+                refusal = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("4 KiB cannot hold 100 values of 200 bytes");
+    // The redis crate shows the error code and its text apart ("OOM: command not allowed ...").
+    assert!(refusal.contains("OOM"), "{refusal}");
+    assert!(refusal.contains("command not allowed when used memory > 'maxmemory'"), "{refusal}");
+    assert!(written > 5, "some writes fit under the limit: {written}");
+    for node in 1..=3 {
+        let result: redis::RedisResult<()> = cluster.connect(node).unwrap().set("one-more", &value);
+        let error = result.expect_err("every node decides the same: the data is full").to_string();
+        assert!(error.contains("OOM"), "node {node}: {error}");
+    }
+    let removed: i64 = connection.del("key-0").unwrap();
+    assert_eq!(removed, 1, "deleting always works");
+    let _: () = connection.set("one-more", &value).unwrap();
+}

@@ -112,6 +112,10 @@ pub struct ServerConfig {
     /// RESP bulk-string limit (Redis's proto-max-bulk-len).
     #[serde(default = "default_max_bulk_bytes")]
     pub max_bulk_bytes: usize,
+    /// Writes that would grow the data past this many bytes fail with `-OOM` (0: no limit). Decided by
+    /// the state machine from its own byte count, so it must be the same on every node of a cluster.
+    #[serde(default)]
+    pub maxmemory_bytes: u64,
 }
 
 fn default_max_connections() -> usize {

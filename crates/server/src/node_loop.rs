@@ -158,7 +158,10 @@ pub fn build_node(config: &ServerConfig, transport: PeerQueues) -> Result<(Serve
         ..raft::Config::new(config.node_id)
     };
     let raft = Raft::new(raft_config, restored)?;
-    let machine = kv::KvStateMachine::new(kv::KvConfig::default());
+    let machine = kv::KvStateMachine::new(kv::KvConfig {
+        maxmemory_bytes: config.maxmemory_bytes,
+        ..kv::KvConfig::default()
+    });
     let applied_index = raft.applied_index();
     let node_timing = NodeTiming {
         client_timeout_ticks: timing.ticks(timing.client_timeout_ms),

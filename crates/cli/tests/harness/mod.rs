@@ -31,6 +31,8 @@ pub struct Cluster {
     pub cluster_id: u64,
     pub nodes: Vec<NodeProcess>,
     pub election_timeout_ms: u64,
+    /// Extra flags given to every `raftkv serve`.
+    pub extra_args: Vec<String>,
 }
 
 fn free_ports(count: usize) -> Vec<u16> {
@@ -57,7 +59,25 @@ impl Cluster {
         Cluster::start_nodes(name, n, ELECTION_TIMEOUT_MS, false)
     }
 
+    /// Starts `n` bootstrapped nodes, each with `extra_args` on its command line, and waits for a leader.
+    pub fn start_with_args(name: &str, n: usize, extra_args: &[&str]) -> Cluster {
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let cluster = Cluster::start_nodes_with(name, n, ELECTION_TIMEOUT_MS, true, extra_args);
+        cluster.wait_for_leader(LEADER_BOUND);
+        cluster
+    }
+
     fn start_nodes(name: &str, n: usize, election_timeout_ms: u64, bootstrap: bool) -> Cluster {
+        Cluster::start_nodes_with(name, n, election_timeout_ms, bootstrap, Vec::new())
+    }
+
+    fn start_nodes_with(
+        name: &str,
+        n: usize,
+        election_timeout_ms: u64,
+        bootstrap: bool,
+        extra_args: Vec<String>,
+    ) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -71,7 +91,8 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms };
+        let mut cluster =
+            Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms, extra_args };
         for id in 1..=n as u64 {
             cluster.start_node(id, bootstrap);
         }
@@ -106,7 +127,8 @@ impl Cluster {
             .args(["--heartbeat-interval-ms", &HEARTBEAT_MS.to_string()])
             .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
             .args(["--client-timeout-ms", "3000"])
-            .args(["--log-level", "info"]);
+            .args(["--log-level", "info"])
+            .args(&self.extra_args);
         for member in &members {
             command.args(["--member", member]);
         }
