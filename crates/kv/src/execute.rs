@@ -6,10 +6,7 @@ use bytes::{Bytes, BytesMut};
 use crate::command::{Command, ExpireCommand, ExpireCondition, SetCondition, SetExpiry, TtlUnit};
 use crate::parse::parse_strict_i64;
 use crate::reply::{errors, Reply};
-use crate::store::{Key, Store, Value, MAX_STRING_BYTES};
-
-/// Latest deadline Redis can represent (milliseconds in an i64).
-const MAX_DEADLINE_MS: u64 = i64::MAX as u64;
+use crate::store::{Key, Store, Value, MAX_DEADLINE_MS, MAX_STRING_BYTES};
 
 /// Answers a read-only command at `now_ms`, or `None` if the command writes.
 pub(crate) fn read(store: &Store, command: &Command, now_ms: u64) -> Option<Reply> {

@@ -83,11 +83,16 @@
 //! command; it may apply twice. Sessions protect the servers' retries, not a client's.
 //!
 //! # Snapshots
-//! [`KvStateMachine::snapshot`] clones persistent maps (`imbl::OrdMap`), which is O(1); the snapshot is
-//! `Send` and does not change when the state machine goes on applying. [`Snapshot::write_to`] streams a
-//! versioned, deterministic record format (same state, same bytes) to any `std::io::Write`;
+//! [`KvStateMachine::snapshot`] clones persistent maps (`imbl::OrdMap`, for the data and for the session
+//! table), which is O(1); the [`Snapshot`] is `Send + Sync + 'static` and does not change when the state
+//! machine goes on applying, so the node can write it from a background thread while requests go on
+//! (each later write copies only the map path it touches). [`Snapshot::write_to`] streams a versioned,
+//! deterministic record format (same state, same bytes) to any `std::io::Write`, one record per write;
 //! [`KvStateMachine::restore`] reads it back from any `std::io::Read` and rejects bad input with a
-//! [`SnapshotError`], never a panic. The format is specified in the [`snapshot`] module docs.
+//! [`SnapshotError`] naming the byte offset and what it expected, never a panic. The snapshot holds
+//! everything `apply` depends on (data with deadlines, the expiry clock, sessions with their cached
+//! replies) but not the [`KvConfig`] or the Raft term, which the caller and the storage crate keep. The
+//! format is specified in the [`snapshot`] module docs.
 //!
 //! # Example
 //! ```

@@ -29,6 +29,9 @@ pub const ENTRY_OVERHEAD_BYTES: u64 = 64;
 /// Largest string value, as Redis's default `proto-max-bulk-len` (512 MB).
 pub const MAX_STRING_BYTES: usize = 512 * 1024 * 1024;
 
+/// Latest deadline Redis can represent (milliseconds in an i64). No stored key has a later one.
+pub(crate) const MAX_DEADLINE_MS: u64 = i64::MAX as u64;
+
 /// A key with its position in the key order.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) struct Key {

@@ -119,25 +119,73 @@ fn a_snapshot_is_a_frozen_view_that_can_be_written_from_another_thread() {
 fn every_truncation_is_an_error() {
     let bytes = populated().machine.snapshot().to_bytes();
     for length in 0..bytes.len() {
-        assert!(restore(&bytes[..length]).is_err(), "a prefix of {length} bytes was accepted");
+        match restore(&bytes[..length]) {
+            Err(SnapshotError::Truncated { offset, .. }) => assert!(offset <= length as u64),
+            other => panic!("a prefix of {length} bytes gave {other:?}"),
+        }
     }
 }
 
 #[test]
-fn corrupted_input_is_an_error_never_a_panic() {
+fn a_truncated_stream_names_what_was_expected() {
+    let bytes = populated().machine.snapshot().to_bytes();
+    let expected_at = |length: usize| match restore(&bytes[..length]) {
+        Err(error @ SnapshotError::Truncated { .. }) => error.to_string(),
+        other => panic!("a prefix of {length} bytes gave {other:?}"),
+    };
+    assert_eq!(expected_at(3), "snapshot ends early at byte 0: expected the magic \"RAFTKVSM\"");
+    assert_eq!(expected_at(10), "snapshot ends early at byte 8: expected the format version");
+    assert_eq!(expected_at(12), "snapshot ends early at byte 12: expected the length of the header record");
+    assert!(expected_at(17).contains("more bytes of the header record"), "{}", expected_at(17));
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let first_key = 16 + header_len;
+    assert_eq!(
+        expected_at(first_key),
+        format!("snapshot ends early at byte {first_key}: expected the length of key record 1 of 7")
+    );
+    assert!(expected_at(bytes.len() - 1).contains("the end record"), "{}", expected_at(bytes.len() - 1));
+}
+
+#[test]
+fn wrong_magic_unknown_version_and_absurd_length_are_clear_errors() {
     let bytes = populated().machine.snapshot().to_bytes();
     let mut bad_magic = bytes.clone();
     bad_magic[0] ^= 1;
     assert!(matches!(restore(&bad_magic), Err(SnapshotError::BadMagic)));
     let mut bad_version = bytes.clone();
     bad_version[8] = 9;
-    assert!(matches!(restore(&bad_version), Err(SnapshotError::UnsupportedVersion(9))));
-    let mut trailing = bytes.clone();
-    trailing.push(0);
-    assert!(matches!(restore(&trailing), Err(SnapshotError::Malformed(_))));
+    let error = restore(&bad_version).unwrap_err();
+    assert!(matches!(error, SnapshotError::UnsupportedVersion(9)));
+    assert_eq!(error.to_string(), "snapshot format version 9 is not supported (this build reads 2)");
+    // Version 1 lacked the byte count; it is refused, not misread.
+    let mut version_1 = bytes.clone();
+    version_1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert!(matches!(restore(&version_1), Err(SnapshotError::UnsupportedVersion(1))));
+    // A length of 4 GiB with nothing behind it: refused before reading, nothing allocated.
     let mut huge = bytes[..12].to_vec();
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(restore(&huge), Err(SnapshotError::RecordTooLarge(_))));
+    assert!(matches!(
+        restore(&huge),
+        Err(SnapshotError::RecordTooLarge { offset: 12, length }) if length == u64::from(u32::MAX)
+    ));
+    // A length under the limit but beyond the stream: an early end, after reading only what is there.
+    let mut long = bytes[..12].to_vec();
+    long.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    long.extend_from_slice(&[0; 100]);
+    assert!(matches!(restore(&long), Err(SnapshotError::Truncated { offset: 116, .. })));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let error = restore(&trailing).unwrap_err();
+    assert!(
+        matches!(error, SnapshotError::Malformed { offset, ref what }
+            if offset == bytes.len() as u64 && what.contains("after the end record")),
+        "{error}"
+    );
+}
+
+#[test]
+fn corrupted_input_is_an_error_never_a_panic() {
+    let bytes = populated().machine.snapshot().to_bytes();
     // Flip every bit of every byte after the magic: restore must return, whatever it decides.
     for position in 12..bytes.len() {
         for bit in 0..8 {
@@ -148,6 +196,35 @@ fn corrupted_input_is_an_error_never_a_panic() {
             }
         }
     }
+}
+
+#[test]
+fn a_retried_command_after_restore_applies_once() {
+    // Dissertation §6.3: the session table travels in the snapshot, so a command the old leader applied
+    // and the new one re-proposes after a restart from a snapshot is answered from the cache.
+    let mut h = Harness::new();
+    let client_id = ClientId { node_id: 1, incarnation: 3, counter: 9 };
+    h.apply(&Request {
+        session: None,
+        leader_time_ms: h.leader_time_ms,
+        body: RequestBody::RegisterSession { client_id },
+    });
+    let incr = |sequence| {
+        Request::session_command(
+            1_700_000_000_000,
+            SessionRef { client_id, sequence, lowest_unacked: 1 },
+            parse(&argv(&["INCR", "counter"])).unwrap(),
+        )
+        .encode()
+    };
+    assert_eq!(h.machine.apply(2, &incr(1)), Reply::Integer(1));
+    let bytes = h.machine.snapshot().to_bytes();
+    let mut restored = restore(&bytes).unwrap();
+    assert!(restored.has_session(&client_id));
+    assert_eq!(restored.apply(3, &incr(1)), Reply::Integer(1), "the retry is answered from the cache");
+    let get = parse(&argv(&["GET", "counter"])).unwrap();
+    assert_eq!(restored.read(&get, restored.time_ms()), common::bulk("1"), "and did not apply again");
+    assert_eq!(restored.apply(4, &incr(2)), Reply::Integer(2), "a new sequence applies");
 }
 
 #[test]
@@ -163,7 +240,12 @@ fn keys_out_of_order_are_refused() {
     let mut swapped = bytes.clone();
     swapped[first..first + record].copy_from_slice(&bytes[first + record..first + 2 * record]);
     swapped[first + record..first + 2 * record].copy_from_slice(&bytes[first..first + record]);
-    assert!(matches!(restore(&swapped), Err(SnapshotError::Malformed(text)) if text.contains("order")));
+    let error = restore(&swapped).unwrap_err();
+    assert!(
+        matches!(error, SnapshotError::Malformed { offset, ref what }
+            if offset == (first + record) as u64 && what == "key record 2 of 2: keys out of order"),
+        "{error}"
+    );
 }
 
 /// One step of a random history: a client command (maybe through a session), a registration, or time.
@@ -172,6 +254,7 @@ enum Step {
     Command(Vec<String>),
     SessionCommand { client: u64, sequence: u64, ack: u64, words: Vec<String> },
     Register(u64),
+    Close(u64),
     Multi(Vec<Vec<String>>),
     Advance(u64),
 }
@@ -221,7 +304,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => words().prop_map(Step::Command),
         3 => (0u64..3, 1u64..8, 0u64..4, words())
             .prop_map(|(client, sequence, ack, words)| Step::SessionCommand { client, sequence, ack, words }),
-        1 => (0u64..3).prop_map(Step::Register),
+        2 => (0u64..3).prop_map(Step::Register),
+        1 => (0u64..3).prop_map(Step::Close),
         1 => prop::collection::vec(words(), 1..4).prop_map(Step::Multi),
         2 => (0u64..3_000).prop_map(Step::Advance),
     ]
@@ -260,6 +344,13 @@ fn entries(steps: &[Step]) -> Vec<Bytes> {
                 session: None,
                 leader_time_ms,
                 body: RequestBody::RegisterSession {
+                    client_id: ClientId { node_id: 1, incarnation: 1, counter: *client },
+                },
+            },
+            Step::Close(client) => Request {
+                session: None,
+                leader_time_ms,
+                body: RequestBody::CloseSession {
                     client_id: ClientId { node_id: 1, incarnation: 1, counter: *client },
                 },
             },
