@@ -78,13 +78,16 @@ fn apply(c: &mut Criterion) {
     });
     group.bench_function("set_while_taking_views", |b| {
         let mut view = viewed.snapshot();
+        let mut applies_since_view = 0;
         let mut n = 0usize;
         b.iter(|| {
             n += 1;
-            let index = viewed.applied_index() + 1;
-            if index % APPLIES_PER_VIEW == 0 {
+            applies_since_view += 1;
+            if applies_since_view == APPLIES_PER_VIEW {
                 view = viewed.snapshot();
+                applies_since_view = 0;
             }
+            let index = viewed.applied_index() + 1;
             black_box(viewed.apply(index, &entries[n % KEYS]))
         });
         drop(view);

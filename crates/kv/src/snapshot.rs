@@ -33,6 +33,21 @@
 //! variant order of `Record` (the `#` column) and of [`Reply`] is part of the format: changing either is
 //! a new version.
 //!
+//! ## Example
+//! A state with `k` = `v` expiring at 5000, `n` = `1` without deadline, and session 1.2.3 holding the
+//! cached reply `:1` of its sequence 1, at applied index 3 and time 1000 (the test
+//! `the_format_is_pinned_by_a_golden_stream` checks these exact bytes):
+//! ```text
+//! 52 41 46 54 4b 56 53 4d                magic "RAFTKVSM"
+//! 02 00 00 00                            version 2
+//! 08 00 00 00  00 03 e8 07 84 01 02 01   Header: index 3, time 1000, used_bytes 132, 2 keys, 1 session
+//! 06 00 00 00  01 01 6e 01 31 00         Key "n" = "1", no deadline ("n" hashes before "k")
+//! 08 00 00 00  01 01 6b 01 76 01 88 27   Key "k" = "v", deadline Some(5000)
+//! 08 00 00 00  02 01 02 03 e8 07 01 01   Session 1.2.3, last active 1000, watermark 1, 1 reply
+//! 04 00 00 00  03 01 03 02               Reply sequence 1, Reply::Integer(1) (zigzag varint 2)
+//! 01 00 00 00  04                        End
+//! ```
+//!
 //! ## What each field restores, and why apply needs it
 //! - `applied_index`: the next entry to apply is `applied_index + 1`. The caller checks that it equals
 //!   the index in the snapshot file's metadata.

@@ -427,3 +427,36 @@ proptest! {
         prop_assert_eq!(a.snapshot().to_bytes(), b.snapshot().to_bytes());
     }
 }
+
+/// The format is a spec, not whatever the code happens to write: these bytes are version 2 of a small
+/// state (one key with a deadline, one key without, one session with one cached reply). If this test
+/// fails, the format changed: bump `SNAPSHOT_FORMAT_VERSION` and update the spec in the module docs.
+#[test]
+fn the_format_is_pinned_by_a_golden_stream() {
+    let mut h = Harness::new();
+    h.leader_time_ms = 1_000;
+    h.run(&["SET", "k", "v", "PXAT", "5000"]);
+    let client_id = ClientId { node_id: 1, incarnation: 2, counter: 3 };
+    h.apply(&Request {
+        session: None,
+        leader_time_ms: 1_000,
+        body: RequestBody::RegisterSession { client_id },
+    });
+    let incr = parse(&argv(&["INCR", "n"])).unwrap();
+    h.apply(&Request::session_command(1_000, SessionRef { client_id, sequence: 1, lowest_unacked: 1 }, incr));
+    let hex: String = h.machine.snapshot().to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    // The same bytes, annotated, are the example in the `kv::snapshot` module docs.
+    let expected = [
+        "524146544b56534d",               // magic "RAFTKVSM"
+        "02000000",                       // version 2
+        "08000000 00 03 e807 8401 02 01", // Header: index 3, time 1000, used_bytes 132, 2 keys, 1 session
+        "06000000 01 016e 0131 00",       // Key "n" = "1", no deadline (key order is by hash: "n" before "k")
+        "08000000 01 016b 0176 018827",   // Key "k" = "v", deadline 5000
+        "08000000 02 010203 e807 01 01",  // Session 1.2.3, active at 1000, watermark 1, 1 reply
+        "04000000 03 01 0302",            // Reply: sequence 1, Integer(1)
+        "01000000 04",                    // End
+    ]
+    .concat()
+    .replace(' ', "");
+    assert_eq!(hex, expected);
+}
