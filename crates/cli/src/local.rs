@@ -21,6 +21,9 @@ pub struct LocalArgs {
     /// Node N's clients connect to base-port + N - 1; its peers to base-port + 100 + N - 1.
     #[arg(long, default_value_t = 7001)]
     base_port: u16,
+    /// Node N's admin HTTP endpoint (/status, /metrics, /health) listens on admin-base-port + N - 1.
+    #[arg(long, default_value_t = 8001)]
+    admin_base_port: u16,
     /// Minimum election timeout of every node.
     #[arg(long, default_value_t = 1_000)]
     election_timeout_ms: u64,
@@ -111,11 +114,34 @@ fn peer_port(base: u16, id: u64) -> u16 {
     base + 100 + id as u16 - 1
 }
 
+fn admin_port(admin_base: u16, id: u64) -> u16 {
+    admin_base + id as u16 - 1
+}
+
 fn is_fresh(node_dir: &Path) -> bool {
     !node_dir.join(storage::IDENTITY_FILE).exists()
 }
 
+/// Checks that every node's ports exist (a base near 65,535 would run past the last port).
+fn check_ports(args: &LocalArgs) -> Result<(), String> {
+    let last = args.nodes as u16 - 1;
+    if args.base_port.checked_add(100 + last).is_none() {
+        return Err(format!(
+            "--base-port {} leaves no room for {} nodes' peer ports",
+            args.base_port, args.nodes
+        ));
+    }
+    if args.admin_base_port.checked_add(last).is_none() {
+        return Err(format!(
+            "--admin-base-port {} leaves no room for {} nodes",
+            args.admin_base_port, args.nodes
+        ));
+    }
+    Ok(())
+}
+
 fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
+    check_ports(args)?;
     let local = read_or_create_local_file(args)?;
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let ids: Vec<u64> = (1..=args.nodes).collect();
@@ -124,9 +150,10 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
         .iter()
         .map(|&id| {
             format!(
-                "{id}=127.0.0.1:{},127.0.0.1:{}",
+                "{id}=127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
                 peer_port(args.base_port, id),
-                client_port(args.base_port, id)
+                client_port(args.base_port, id),
+                admin_port(args.admin_base_port, id)
             )
         })
         .collect();
@@ -159,6 +186,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             .arg(&node_dir)
             .args(["--client-listen", &format!("127.0.0.1:{}", client_port(args.base_port, id))])
             .args(["--peer-listen", &format!("127.0.0.1:{}", peer_port(args.base_port, id))])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", admin_port(args.admin_base_port, id))])
             .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
             .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()])
             .args(["--maxmemory", &args.maxmemory.to_string()]);
@@ -186,14 +214,16 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     println!("{verb} {}-node raftkv cluster; data in {}", args.nodes, args.dir.display());
     for &id in &ids {
         println!(
-            "  node {id}: redis-cli -p {}    (log: {})",
+            "  node {id}: redis-cli -p {}    admin: http://127.0.0.1:{}/status    (log: {})",
             client_port(args.base_port, id),
+            admin_port(args.admin_base_port, id),
             args.dir.join(format!("node-{id}.log")).display()
         );
     }
     println!(
-        "Try: redis-cli -p {} set hello world; then raftkv status. Ctrl-C stops every node.",
-        args.base_port
+        "Try: redis-cli -p {} set hello world; then raftkv status, or curl -s localhost:{}/metrics. Ctrl-C \
+         stops every node.",
+        args.base_port, args.admin_base_port
     );
     Ok(children)
 }

@@ -28,7 +28,7 @@ enum Command {
     /// Print the version and what this build contains.
     Version,
     /// Run one node of a cluster (flags or a TOML file).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Start a whole local cluster (3 or 5 processes on 127.0.0.1) and keep it running until Ctrl-C.
     Local(local::LocalArgs),
     /// Print a table of every node: id, address, role, term, commit, applied, lag.
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             println!("raftkv {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Local(args) => local::run(args),
         Command::Status(args) => status::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),

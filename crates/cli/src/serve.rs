@@ -33,7 +33,17 @@ pub struct ServeArgs {
     /// Address peers are told to use (defaults to --peer-listen).
     #[arg(long)]
     peer_advertise: Option<String>,
-    /// Every member, this node included, as `id=peer_addr[,client_addr]`; repeat the flag per member.
+    /// Address the admin HTTP endpoint (/status, /metrics, /health) binds; none without it.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Address the admin endpoint is advertised as (defaults to --admin-listen).
+    #[arg(long, requires = "admin_listen")]
+    admin_advertise: Option<String>,
+    /// /health answers 503 when the applied index trails the commit index by more entries than this.
+    #[arg(long, default_value_t = server::config::DEFAULT_HEALTH_MAX_LAG_ENTRIES)]
+    health_max_lag_entries: u64,
+    /// Every member, this node included, as `id=peer_addr[,client_addr[,admin_addr]]`; repeat the flag per
+    /// member.
     #[arg(long)]
     member: Vec<String>,
     /// Create a brand-new cluster's initial state (voters = the members) if the data directory is empty.
@@ -80,8 +90,9 @@ impl ServeArgs {
             client_advertise: self.client_advertise,
             peer_listen: self.peer_listen,
             peer_advertise: self.peer_advertise,
-            admin_listen: None,
-            admin_advertise: None,
+            admin_listen: self.admin_listen,
+            admin_advertise: self.admin_advertise,
+            health_max_lag_entries: self.health_max_lag_entries,
             members: members.map_err(|e| e.to_string())?,
             timing: Timing {
                 tick_ms: self.tick_ms,

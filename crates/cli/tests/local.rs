@@ -4,6 +4,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "harness/http.rs"]
+mod http;
+
 /// Kills the `raftkv local` process (and so, through SIGTERM handling or the parent-death signal, its
 /// nodes) and removes the folder, also when the test fails.
 struct LocalGuard {
@@ -27,12 +30,13 @@ impl Drop for LocalGuard {
     }
 }
 
-/// A base port whose client and peer ranges (base..base+3, base+100..base+103) are free right now.
+/// A base port whose client, peer and admin ranges (base..base+3, base+100..base+103, base+200..base+203)
+/// are free right now.
 fn free_base_port() -> u16 {
     for _ in 0..100 {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = probe.saturating_sub(200).max(20_000);
-        let ports = (0..3).flat_map(|i| [base + i, base + 100 + i]);
+        let base = probe.saturating_sub(300).max(20_000);
+        let ports = (0..3).flat_map(|i| [base + i, base + 100 + i, base + 200 + i]);
         let held: Vec<_> = ports.map(|p| TcpListener::bind(("127.0.0.1", p))).collect();
         if held.iter().all(Result::is_ok) {
             return base;
@@ -44,6 +48,7 @@ fn free_base_port() -> u16 {
 fn start_local(guard: &mut LocalGuard, base: u16) {
     let child = Command::new(env!("CARGO_BIN_EXE_raftkv"))
         .args(["local", "--nodes", "3", "--base-port", &base.to_string()])
+        .args(["--admin-base-port", &(base + 200).to_string()])
         .args(["--election-timeout-ms", "300", "--heartbeat-interval-ms", "50"])
         .arg("--dir")
         .arg(&guard.dir)
@@ -105,6 +110,11 @@ fn local_cluster_starts_stops_cleanly_and_resumes_its_data() {
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success() && table.contains("leader"), "raftkv status printed:\n{table}");
     assert_eq!(table.lines().count(), 4, "a header and one line per node:\n{table}");
+    // Each node serves its admin endpoint on the port local assigned it.
+    for admin_port in base + 200..base + 203 {
+        let health = http::get(admin_port, "/health").expect("GET /health");
+        assert_eq!(health.status, 200, "node at admin port {admin_port}: {}", health.body);
+    }
     assert!(stop_local(&mut guard).success(), "every node should stop cleanly");
 
     start_local(&mut guard, base);

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::info;
+use crate::metrics::Metrics;
 use crate::node_loop::{NodeHandle, SHUTTING_DOWN};
 
 /// Commands in flight on one connection at most; the reader waits when the FIFO is full.
@@ -31,6 +32,7 @@ pub struct ClientApi {
     pub limits: resp::Limits,
     pub info: Arc<info::StaticInfo>,
     pub connections: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
     next_client_id: AtomicU64,
 }
 
@@ -40,14 +42,33 @@ impl ClientApi {
         limits: resp::Limits,
         info: Arc<info::StaticInfo>,
         max_connections: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         ClientApi {
             node,
             limits,
             info,
             connections: Arc::new(Semaphore::new(max_connections)),
+            metrics,
             next_client_id: AtomicU64::new(1),
         }
+    }
+}
+
+/// Decrements the open-connections gauge when a connection's task ends, however it ends.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> OpenConnection {
+        metrics.client_connections.inc();
+        metrics.client_connections_accepted.inc();
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.client_connections.dec();
     }
 }
 
@@ -64,12 +85,14 @@ pub async fn run_listener(listener: TcpListener, api: Arc<ClientApi>) {
             }
         };
         let Ok(permit) = api.connections.clone().try_acquire_owned() else {
+            api.metrics.client_connections_refused.inc();
             let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
             continue;
         };
         let api = api.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = OpenConnection::new(api.metrics.clone());
             if let Err(error) = serve_client(stream, &api).await {
                 tracing::debug!(%addr, %error, "client connection ended");
             }
@@ -88,13 +111,23 @@ enum Pending {
     Known(Reply, resp::ProtocolVersion, bool),
 }
 
+/// One FIFO entry: the reply to come, and the command it answers (a table name, for the commands metric;
+/// `None` for a protocol error, which answers no command).
+struct Queued(Pending, Option<&'static str>);
+
+/// The command's name as the command table spells it, or `unknown`: never the client's own bytes, so the
+/// metric's label set stays bounded whatever clients send.
+fn command_label(argv: &[bytes::Bytes]) -> &'static str {
+    argv.first().and_then(|name| resp::table::lookup(name)).map_or("unknown", |row| row.name)
+}
+
 async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let client_id = api.next_client_id.fetch_add(1, Ordering::Relaxed);
     let (mut reader, writer) = stream.into_split();
     let (fifo, replies) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
     let mut connection = resp::Connection::new(client_id, api.limits);
-    let writer_task = tokio::spawn(write_replies(writer, replies));
+    let writer_task = tokio::spawn(write_replies(writer, replies, api.metrics.clone()));
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'read: loop {
         loop {
@@ -103,16 +136,18 @@ async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()>
                 Ok(None) => break,
                 Err(error) => {
                     // After a framing error nobody can tell where the next request starts: close.
-                    let _ = fifo.send(Pending::Known(error.to_reply(), connection.protocol(), true)).await;
+                    let known = Pending::Known(error.to_reply(), connection.protocol(), true);
+                    let _ = fifo.send(Queued(known, None)).await;
                     break 'read;
                 }
             };
+            let command = Some(command_label(&argv));
             let action = connection.handle(argv);
             let version = connection.protocol();
             let pending = match action {
                 resp::Action::Reply(frame) => Pending::Ready(frame, version),
                 resp::Action::ReplyAndClose(frame) => {
-                    let _ = fifo.send(Pending::Last(frame, version)).await;
+                    let _ = fifo.send(Queued(Pending::Last(frame, version), command)).await;
                     break 'read;
                 }
                 resp::Action::Execute { command, consistency } => {
@@ -122,7 +157,7 @@ async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()>
                     Pending::Known(info_reply(api, section.as_deref()).await, version, false)
                 }
             };
-            if fifo.send(pending).await.is_err() {
+            if fifo.send(Queued(pending, command)).await.is_err() {
                 break 'read; // The writer failed: the client is gone.
             }
         }
@@ -146,20 +181,29 @@ async fn info_reply(api: &ClientApi, section: Option<&str>) -> Reply {
 
 async fn write_replies(
     mut writer: OwnedWriteHalf,
-    mut replies: mpsc::Receiver<Pending>,
+    mut replies: mpsc::Receiver<Queued>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(16 * 1024);
-    while let Some(pending) = replies.recv().await {
+    while let Some(Queued(pending, command)) = replies.recv().await {
+        let record = |is_error: bool| {
+            if let Some(name) = command {
+                metrics.record_command(name, is_error);
+            }
+        };
         let last = match pending {
             Pending::Ready(frame, version) => {
+                record(matches!(frame, resp::Frame::Error(_)));
                 resp::encode_frame(&frame, version, &mut out);
                 false
             }
             Pending::Last(frame, version) => {
+                record(matches!(frame, resp::Frame::Error(_)));
                 resp::encode_frame(&frame, version, &mut out);
                 true
             }
             Pending::Known(reply, version, close) => {
+                record(matches!(reply, Reply::Error(_)));
                 resp::encode_reply(&reply, version, &mut out);
                 close
             }
@@ -173,7 +217,9 @@ async fn write_replies(
                         receiver.await.ok()
                     }
                 };
-                resp::encode_reply(&reply.unwrap_or_else(|| Reply::error(SHUTTING_DOWN)), version, &mut out);
+                let reply = reply.unwrap_or_else(|| Reply::error(SHUTTING_DOWN));
+                record(matches!(reply, Reply::Error(_)));
+                resp::encode_reply(&reply, version, &mut out);
                 false
             }
         };

@@ -19,23 +19,30 @@ pub struct Member {
     /// Where its clients connect (advertised), shown in INFO so clients can find the leader.
     #[serde(default)]
     pub client_addr: Option<String>,
+    /// Where its admin HTTP endpoint listens (advertised), shown in `/status` so an operator (and later
+    /// the live view) can reach every member from any one of them.
+    #[serde(default)]
+    pub admin_addr: Option<String>,
 }
 
 impl Member {
-    /// Parses `id=peer_addr[,client_addr]`, e.g. `2=127.0.0.1:7102,127.0.0.1:7002`.
+    /// Parses `id=peer_addr[,client_addr[,admin_addr]]`, e.g. `2=127.0.0.1:7102,127.0.0.1:7002,127.0.0.1:8002`.
     pub fn parse(text: &str) -> Result<Member, ConfigError> {
         let bad = |why: &str| {
-            ConfigError::Invalid(format!("member {text:?}: {why} (want id=peer_addr[,client_addr])"))
+            ConfigError::Invalid(format!(
+                "member {text:?}: {why} (want id=peer_addr[,client_addr[,admin_addr]])"
+            ))
         };
         let (id, addrs) = text.split_once('=').ok_or_else(|| bad("no '='"))?;
         let id: NodeId = id.trim().parse().map_err(|_| bad("the id is not a number"))?;
         let mut parts = addrs.split(',').map(str::trim);
         let peer_addr = parts.next().filter(|a| !a.is_empty()).ok_or_else(|| bad("no peer address"))?;
         let client_addr = parts.next().filter(|a| !a.is_empty()).map(str::to_string);
+        let admin_addr = parts.next().filter(|a| !a.is_empty()).map(str::to_string);
         if parts.next().is_some() {
-            return Err(bad("more than two addresses"));
+            return Err(bad("more than three addresses"));
         }
-        Ok(Member { id, peer_addr: peer_addr.to_string(), client_addr })
+        Ok(Member { id, peer_addr: peer_addr.to_string(), client_addr, admin_addr })
     }
 }
 
@@ -92,11 +99,16 @@ pub struct ServerConfig {
     /// Defaults to `peer_listen`.
     #[serde(default)]
     pub peer_advertise: Option<String>,
-    /// Reserved for the admin HTTP endpoint (not served yet).
+    /// Where the admin HTTP endpoint (`/status`, `/metrics`, `/health`) binds; none if absent.
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,
+    /// Defaults to `admin_listen`.
     #[serde(default)]
     pub admin_advertise: Option<String>,
+    /// `/health` answers 503 when the applied index is more than this many entries behind the commit
+    /// index this node knows (a node that far behind serves stale reads slowly and should not get traffic).
+    #[serde(default = "default_health_max_lag_entries")]
+    pub health_max_lag_entries: u64,
     /// Every member, this node included.
     #[serde(default)]
     pub members: Vec<Member>,
@@ -124,6 +136,13 @@ fn default_max_connections() -> usize {
 
 fn default_max_bulk_bytes() -> usize {
     512 << 20
+}
+
+/// The default bound of `/health` on how far applying may trail the commit index.
+pub const DEFAULT_HEALTH_MAX_LAG_ENTRIES: u64 = 1_000;
+
+fn default_health_max_lag_entries() -> u64 {
+    DEFAULT_HEALTH_MAX_LAG_ENTRIES
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +177,32 @@ impl ServerConfig {
 
     pub fn peer_advertise(&self) -> String {
         self.peer_advertise.clone().unwrap_or_else(|| self.peer_listen.to_string())
+    }
+
+    /// The admin address others are told to use, if this node serves one.
+    pub fn admin_advertise(&self) -> Option<String> {
+        self.admin_advertise.clone().or_else(|| self.admin_listen.map(|a| a.to_string()))
+    }
+
+    /// Every member as the configuration names it, with this node's own entry replaced by the addresses
+    /// it advertises (its flags are the authority on itself).
+    pub fn members_as_advertised(&self) -> Vec<Member> {
+        let mut members = self.members.clone();
+        match members.iter_mut().find(|m| m.id == self.node_id) {
+            Some(own) => {
+                own.peer_addr = self.peer_advertise();
+                own.client_addr = Some(self.client_advertise());
+                own.admin_addr = self.admin_advertise().or(own.admin_addr.take());
+            }
+            None => members.push(Member {
+                id: self.node_id,
+                peer_addr: self.peer_advertise(),
+                client_addr: Some(self.client_advertise()),
+                admin_addr: self.admin_advertise(),
+            }),
+        }
+        members.sort_by_key(|m| m.id);
+        members
     }
 
     /// The other members (peers this node sends to).
@@ -201,15 +246,12 @@ impl ServerConfig {
         if self.max_client_connections == 0 {
             return invalid("max_client_connections must be at least 1".into());
         }
-        Ok(())
-    }
-
-    /// This node's own client address as advertised, or the one its member entry names.
-    pub fn client_addr_of(&self, id: NodeId) -> Option<String> {
-        if id == self.node_id {
-            return Some(self.client_advertise());
+        if self.admin_advertise.is_some() && self.admin_listen.is_none() {
+            return invalid(
+                "admin_advertise needs admin_listen: there is no admin endpoint to advertise".into(),
+            );
         }
-        self.members.iter().find(|m| m.id == id).and_then(|m| m.client_addr.clone())
+        Ok(())
     }
 }
 
@@ -223,10 +265,21 @@ mod tests {
         assert_eq!(m.id, 2);
         assert_eq!(m.peer_addr, "127.0.0.1:7102");
         assert_eq!(m.client_addr.as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(m.admin_addr, None);
         assert_eq!(Member::parse("3=h:1").unwrap().client_addr, None);
         assert!(Member::parse("x=h:1").is_err());
         assert!(Member::parse("3").is_err());
-        assert!(Member::parse("3=a,b,c").is_err());
+        assert!(Member::parse("3=a,b,c,d").is_err());
+    }
+
+    #[test]
+    fn member_parses_with_an_admin_address() {
+        let m = Member::parse("2=127.0.0.1:7102,127.0.0.1:7002,127.0.0.1:8002").unwrap();
+        assert_eq!(m.admin_addr.as_deref(), Some("127.0.0.1:8002"));
+        // An admin address without a client address leaves the client slot empty.
+        let m = Member::parse("2=127.0.0.1:7102,,127.0.0.1:8002").unwrap();
+        assert_eq!(m.client_addr, None);
+        assert_eq!(m.admin_addr.as_deref(), Some("127.0.0.1:8002"));
     }
 
     #[test]
@@ -248,9 +301,13 @@ mod tests {
             [[members]]
             id = 2
             peer_addr = "127.0.0.1:7102"
+            admin_addr = "127.0.0.1:8002"
         "#;
         let config: ServerConfig = toml::from_str(text).unwrap();
         config.validate().unwrap();
+        assert_eq!(config.health_max_lag_entries, DEFAULT_HEALTH_MAX_LAG_ENTRIES);
+        assert_eq!(config.admin_advertise(), None);
+        assert_eq!(config.members[1].admin_addr.as_deref(), Some("127.0.0.1:8002"));
         assert_eq!(config.timing.election_timeout_ticks(), 30);
         assert_eq!(config.timing.tick_ms, 10);
         assert_eq!(config.peers().count(), 1);

@@ -5,16 +5,27 @@ use std::time::Instant;
 
 use raft::{NodeId, Role};
 
+use crate::config::Member;
 use crate::node_loop::NodeStatus;
 
-/// What INFO says that never changes while the process runs.
+/// What INFO and the admin endpoint say that never changes while the process runs.
 pub struct StaticInfo {
     pub started: Instant,
     pub client_addr: String,
     pub peer_addr: String,
+    /// This node's advertised admin address, if it serves one.
+    pub admin_addr: Option<String>,
     pub cluster_id: u64,
-    /// Every member's advertised client address, to name the leader's.
-    pub client_addrs: Vec<(NodeId, String)>,
+    /// Every member's advertised addresses as the configuration names them (this node's own from its
+    /// flags), to name the leader's and to list the members'.
+    pub members: Vec<Member>,
+}
+
+impl StaticInfo {
+    /// The configured addresses of member `id`, if the configuration names it.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
 }
 
 pub fn role_name(role: Role) -> &'static str {
@@ -56,7 +67,8 @@ pub fn render(info: &StaticInfo, status: &NodeStatus, section: Option<&str>) -> 
 fn render_raft(text: &mut String, info: &StaticInfo, status: &NodeStatus) {
     let leader_addr = status
         .leader_id
-        .and_then(|id| info.client_addrs.iter().find(|(m, _)| *m == id).map(|(_, a)| a.clone()))
+        .and_then(|id| info.member(id))
+        .and_then(|m| m.client_addr.clone())
         .unwrap_or_default();
     let voters: Vec<String> = status.voters.iter().map(u64::to_string).collect();
     let _ = write!(
@@ -79,8 +91,9 @@ fn render_raft(text: &mut String, info: &StaticInfo, status: &NodeStatus) {
         status.pending_requests,
         status.incarnation,
     );
-    for (id, match_index) in &status.followers {
-        let lag = status.last_index.saturating_sub(*match_index);
+    for follower in &status.followers {
+        let (id, match_index) = (follower.id, follower.match_index);
+        let lag = status.last_index.saturating_sub(match_index);
         let _ = write!(text, "follower_{id}:match_index={match_index},lag={lag}\r\n");
     }
 }

@@ -4,18 +4,24 @@
 //!   by one bounded channel: ticks from a timer thread, peer messages, client requests, status queries.
 //! - [`transport`] and [`frame`]: the TCP peer transport (hello handshake, checksummed postcard frames).
 //! - [`client`] and [`info`]: the RESP client API with pipelining, and the INFO text.
+//! - [`admin`] and [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`, `/health`) and the
+//!   Prometheus metrics the other parts record into ([`node_metrics`], [`metered_disk`]).
 //! - [`serve`]: `raftkv serve`, from a validated [`config::ServerConfig`] to a running node and back down.
 //! - [`data_dir`]: the incarnation counter that keeps client ids unique across restarts.
 //!
 //! Tokio tasks own the sockets and talk to the node loop only through channels, so the node stays the
 //! single-threaded, deterministic code the simulator tests.
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod data_dir;
 pub mod frame;
 pub mod info;
+pub mod metered_disk;
+pub mod metrics;
 pub mod node_loop;
+pub mod node_metrics;
 pub mod serve;
 pub mod transport;
 

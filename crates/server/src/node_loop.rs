@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kv::{Command, Reply};
 use node::{ClientToken, Consistency, Node, NodeTiming, PeerMessage};
@@ -14,6 +15,9 @@ use storage::{FileDisk, Storage, StorageOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ServerConfig;
+use crate::metered_disk::MeteredDisk;
+use crate::metrics::Metrics;
+use crate::node_metrics::{self, ElectionWatch, MetricsObserver, RequestKind, WaitingRequest};
 use crate::transport::PeerQueues;
 
 /// Events waiting for the node loop at most. Senders wait when it is full (clients, peers); the timer
@@ -39,27 +43,47 @@ pub enum Event {
     Shutdown,
 }
 
-/// A consistent picture of the node for INFO and `raftkv status`.
+/// A consistent picture of the node for INFO, `raftkv status` and the admin endpoint, taken between two
+/// inputs of the node loop.
 #[derive(Clone, Debug)]
 pub struct NodeStatus {
     pub node_id: NodeId,
     pub role: Role,
     pub term: u64,
     pub leader_id: Option<NodeId>,
+    /// Who this node voted for in `term`.
+    pub vote: Option<NodeId>,
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_index: u64,
+    /// The index the log starts after (the latest snapshot's; 0 while nothing was ever compacted).
+    pub snapshot_index: u64,
     pub voters: Vec<NodeId>,
-    /// On the leader: every follower's match index.
-    pub followers: Vec<(NodeId, u64)>,
+    pub learners: Vec<NodeId>,
+    /// On the leader: every follower's replication progress.
+    pub followers: Vec<FollowerStatus>,
     pub keys: usize,
     pub pending_requests: usize,
     pub incarnation: u64,
 }
 
+/// What a leader knows of one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowerStatus {
+    pub id: NodeId,
+    pub match_index: u64,
+    pub next_index: u64,
+    /// Since any message from this follower last arrived (none yet in this process: `None`). Measured by
+    /// the node loop on the wall clock; the core itself only counts ticks.
+    pub since_last_contact: Option<Duration>,
+}
+
 /// The error clients get for requests that were pending when the node stopped.
 pub const SHUTTING_DOWN: &str =
     "TRYAGAIN the node is shutting down; the command may or may not have been applied";
+
+/// The error clients get for requests that were pending when storage failed and the node stopped.
+pub const STORAGE_FAILED: &str = "ERR the node stopped after a storage failure";
 
 /// The system clock, in milliseconds since the Unix epoch. Only the leader's reading is used, stamped into
 /// new entries (expiry), so replicas never read their own clocks.
@@ -105,7 +129,7 @@ impl NodeHandle {
     }
 }
 
-pub type ServerNode = Node<FileDisk, PeerQueues, SystemClock, node::NoObserver>;
+pub type ServerNode = Node<MeteredDisk, PeerQueues, SystemClock, MetricsObserver>;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,10 +149,14 @@ pub enum StartError {
 /// Opens (and on `--bootstrap`, creates) the data directory and builds the node, as the simulator's
 /// `boot.rs` does with a simulated disk. An empty directory without `--bootstrap` starts with no
 /// configuration: the node is not a member, never votes, and waits to be added.
-pub fn build_node(config: &ServerConfig, transport: PeerQueues) -> Result<(ServerNode, u64), StartError> {
+pub fn build_node(
+    config: &ServerConfig,
+    transport: PeerQueues,
+    metrics: Arc<Metrics>,
+) -> Result<(ServerNode, u64), StartError> {
     let dir = &config.data_dir;
     let data_dir_error = |source| StartError::DataDir { dir: dir.display().to_string(), source };
-    let disk = FileDisk::new(dir).map_err(data_dir_error)?;
+    let disk = MeteredDisk::new(FileDisk::new(dir).map_err(data_dir_error)?, metrics.clone());
     let (mut storage, initial) = Storage::open(disk, StorageOptions::new(config.cluster_id, config.node_id))?;
     let initial = match initial {
         Some(state) => Some(state),
@@ -176,7 +204,7 @@ pub fn build_node(config: &ServerConfig, transport: PeerQueues) -> Result<(Serve
         node_timing,
         transport,
         SystemClock,
-        node::NoObserver,
+        MetricsObserver { metrics },
     );
     Ok((node, incarnation))
 }
@@ -229,10 +257,34 @@ fn run_ticker(events: mpsc::Sender<Event>, tick: Duration) {
 /// Events handled per batch before answers are routed (answers go out as soon as the batch ends).
 const MAX_EVENTS_PER_BATCH: usize = 256;
 
+/// What the loop keeps beside the node: who waits for an answer, and what it watches for metrics.
+struct LoopState {
+    incarnation: u64,
+    waiting: HashMap<ClientToken, WaitingRequest>,
+    next_token: ClientToken,
+    /// When a message from each peer last arrived (the leader's "time since last contact").
+    last_heard: HashMap<NodeId, Instant>,
+    last_role: (Role, u64, Option<NodeId>),
+    elections: ElectionWatch,
+    metrics: Arc<Metrics>,
+}
+
+/// Whether the loop goes on after an event.
+enum Flow {
+    Continue,
+    Stop,
+}
+
 fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>) -> Result<(), String> {
-    let mut waiting: HashMap<ClientToken, oneshot::Sender<Reply>> = HashMap::new();
-    let mut next_token: ClientToken = 0;
-    let mut last_role = (Role::Follower, 0, None);
+    let mut state = LoopState {
+        incarnation,
+        waiting: HashMap::new(),
+        next_token: 0,
+        last_heard: HashMap::new(),
+        last_role: (Role::Follower, 0, None),
+        elections: ElectionWatch::new(node.raft()),
+        metrics: node.observer().metrics.clone(),
+    };
     while let Some(first) = events.blocking_recv() {
         let mut event = Some(first);
         let mut handled = 0;
@@ -240,30 +292,14 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
         // write, one fsync) covers them all.
         node.begin_batch();
         while let Some(current) = event.take() {
-            let step = match current {
-                Event::Tick => node.tick(),
-                Event::Peer { from, message } => node.receive(from, message),
-                Event::Client { command, consistency, reply } => {
-                    next_token += 1;
-                    waiting.insert(next_token, reply);
-                    node.submit(next_token, command, consistency)
+            match handle_event(&mut node, &mut state, current) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Ok(()),
+                Err(error) => {
+                    route(&mut node, &mut state);
+                    fail_all(&mut state, STORAGE_FAILED);
+                    return Err(error.to_string());
                 }
-                Event::Status { reply } => {
-                    let _ = reply.send(status_of(&node, incarnation));
-                    Ok(())
-                }
-                Event::Shutdown => {
-                    let _ = node.end_batch();
-                    route(&mut node, &mut waiting);
-                    fail_all(&mut waiting, SHUTTING_DOWN);
-                    tracing::info!("node loop stopped for shutdown");
-                    return Ok(());
-                }
-            };
-            if let Err(error) = step {
-                route(&mut node, &mut waiting);
-                fail_all(&mut waiting, "ERR the node stopped after a storage failure");
-                return Err(error.to_string());
             }
             handled += 1;
             if handled < MAX_EVENTS_PER_BATCH {
@@ -271,14 +307,45 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
             }
         }
         if let Err(error) = node.end_batch() {
-            route(&mut node, &mut waiting);
-            fail_all(&mut waiting, "ERR the node stopped after a storage failure");
+            route(&mut node, &mut state);
+            fail_all(&mut state, STORAGE_FAILED);
             return Err(error.to_string());
         }
-        route(&mut node, &mut waiting);
-        log_role_change(&node, &mut last_role);
+        state.elections.observe(node.raft(), &state.metrics);
+        route(&mut node, &mut state);
+        log_role_change(&node, &mut state.last_role);
     }
     Ok(())
+}
+
+/// Feeds one event to the node (inside a batch).
+fn handle_event(node: &mut ServerNode, state: &mut LoopState, event: Event) -> Result<Flow, node::NodeError> {
+    match event {
+        Event::Tick => node.tick()?,
+        Event::Peer { from, message } => {
+            state.last_heard.insert(from, Instant::now());
+            node.receive(from, message)?
+        }
+        Event::Client { command, consistency, reply } => {
+            state.next_token += 1;
+            let kind = if command.is_read() { RequestKind::Read(consistency) } else { RequestKind::Write };
+            state.waiting.insert(state.next_token, WaitingRequest { reply, kind, arrived: Instant::now() });
+            node.submit(state.next_token, command, consistency)?
+        }
+        Event::Status { reply } => {
+            let _ = reply.send(status_of(node, state));
+        }
+        Event::Shutdown => {
+            let _ = node.end_batch();
+            route(node, state);
+            fail_all(state, SHUTTING_DOWN);
+            tracing::info!("node loop stopped for shutdown");
+            return Ok(Flow::Stop);
+        }
+    }
+    // After every input, not only every batch: see `ElectionWatch` for why that counts every election.
+    state.elections.observe(node.raft(), &state.metrics);
+    Ok(Flow::Continue)
 }
 
 /// One log line whenever the role, term or known leader changes: what an operator reads first.
@@ -292,39 +359,58 @@ fn log_role_change(node: &ServerNode, last: &mut (Role, u64, Option<NodeId>)) {
 }
 
 /// Sends each completion to the client waiting for it (a client that went away is simply skipped).
-fn route(node: &mut ServerNode, waiting: &mut HashMap<ClientToken, oneshot::Sender<Reply>>) {
+fn route(node: &mut ServerNode, state: &mut LoopState) {
     for completion in node.take_completions() {
-        if let Some(sender) = waiting.remove(&completion.token) {
-            let _ = sender.send(completion.reply);
+        if let Some(request) = state.waiting.remove(&completion.token) {
+            node_metrics::record_answer(&state.metrics, &request, &completion.reply);
+            let _ = request.reply.send(completion.reply);
         }
     }
 }
 
-fn fail_all(waiting: &mut HashMap<ClientToken, oneshot::Sender<Reply>>, text: &str) {
-    for (_, sender) in waiting.drain() {
-        let _ = sender.send(Reply::error(text));
+fn fail_all(state: &mut LoopState, text: &str) {
+    let reply = Reply::error(text);
+    for (_, request) in state.waiting.drain() {
+        node_metrics::record_answer(&state.metrics, &request, &reply);
+        let _ = request.reply.send(reply.clone());
     }
 }
 
-fn status_of(node: &ServerNode, incarnation: u64) -> NodeStatus {
+fn status_of(node: &ServerNode, state: &LoopState) -> NodeStatus {
     let raft = node.raft();
     let followers = if raft.role() == Role::Leader {
-        raft.progress().filter(|(id, _)| *id != raft.id()).map(|(id, p)| (id, p.match_index)).collect()
+        raft.progress()
+            .filter(|(id, _)| *id != raft.id())
+            .map(|(id, progress)| FollowerStatus {
+                id,
+                match_index: progress.match_index,
+                next_index: progress.next_index,
+                since_last_contact: state.last_heard.get(&id).map(Instant::elapsed),
+            })
+            .collect()
     } else {
         Vec::new()
     };
+    let configuration = raft.configuration();
     NodeStatus {
         node_id: raft.id(),
         role: raft.role(),
         term: raft.term(),
         leader_id: raft.leader_id(),
+        vote: raft.vote(),
         commit_index: raft.commit_index(),
         applied_index: node.applied_index(),
         last_index: raft.last_index(),
-        voters: raft.configuration().members().into_iter().collect(),
+        snapshot_index: raft.log().snapshot_boundary().0,
+        voters: configuration
+            .members()
+            .into_iter()
+            .filter(|id| !configuration.learners.contains(id))
+            .collect(),
+        learners: configuration.learners.iter().copied().collect(),
         followers,
         keys: node.state_machine().key_count(),
         pending_requests: node.pending_requests(),
-        incarnation,
+        incarnation: state.incarnation,
     }
 }

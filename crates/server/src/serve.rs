@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use crate::admin::{self, AdminState};
 use crate::client::{self, ClientApi};
 use crate::config::ServerConfig;
 use crate::info::StaticInfo;
+use crate::metrics::Metrics;
 use crate::node_loop::{self, StartError};
 use crate::transport;
 
@@ -68,9 +70,14 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
 async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let peer_listener = bind("peers", config.peer_listen).await?;
     let client_listener = bind("clients", config.client_listen).await?;
+    let admin_listener = match config.admin_listen {
+        Some(addr) => Some(bind("admin HTTP", addr).await?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new(config.peers().map(|m| m.id)));
     let peers = config.peers().map(|m| (m.id, m.peer_addr.clone()));
-    let queues = transport::start_outbound(config.cluster_id, config.node_id, peers);
-    let (node, incarnation) = node_loop::build_node(&config, queues)?;
+    let queues = transport::start_outbound(config.cluster_id, config.node_id, peers, metrics.clone());
+    let (node, incarnation) = node_loop::build_node(&config, queues, metrics.clone())?;
     let tick = Duration::from_millis(config.timing.tick_ms);
     let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick);
 
@@ -79,25 +86,33 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         config.cluster_id,
         config.node_id,
         handle.clone(),
+        metrics.clone(),
     ));
     let info = Arc::new(StaticInfo {
         started: Instant::now(),
         client_addr: config.client_advertise(),
         peer_addr: config.peer_advertise(),
+        admin_addr: config.admin_advertise(),
         cluster_id: config.cluster_id,
-        client_addrs: config
-            .members
-            .iter()
-            .filter_map(|m| config.client_addr_of(m.id).map(|a| (m.id, a)))
-            .collect(),
+        members: config.members_as_advertised(),
+    });
+    let admin_task = admin_listener.map(|listener| {
+        let state = AdminState {
+            node: handle.clone(),
+            info: info.clone(),
+            metrics: metrics.clone(),
+            health_max_lag_entries: config.health_max_lag_entries,
+        };
+        tokio::spawn(admin::run(listener, Arc::new(state)))
     });
     let limits = resp::Limits { max_bulk_bytes: config.max_bulk_bytes, ..resp::Limits::default() };
-    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, config.max_client_connections));
+    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, config.max_client_connections, metrics));
     let client_task = tokio::spawn(client::run_listener(client_listener, api));
     tracing::info!(
         node_id = config.node_id,
         client = %config.client_listen,
         peers = %config.peer_listen,
+        admin = ?config.admin_listen,
         incarnation,
         "raftkv node is serving"
     );
@@ -111,6 +126,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     client_task.abort();
     peer_task.abort();
+    if let Some(task) = admin_task {
+        task.abort();
+    }
     match outcome {
         Ok(()) => {
             handle.shutdown().await;

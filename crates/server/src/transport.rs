@@ -4,6 +4,7 @@
 //! node loop. Wire format: [`crate::frame`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::frame::{self, HELLO_BYTES};
+use crate::metrics::Metrics;
 use crate::node_loop::NodeHandle;
 
 /// Messages queued for one peer at most; more are dropped. Large enough for a burst of forwarded commands
@@ -31,15 +33,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct PeerQueues {
     queues: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
     dropped: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl node::Transport for PeerQueues {
     fn send(&mut self, to: NodeId, message: PeerMessage) {
         let Some(queue) = self.queues.get(&to) else {
             tracing::debug!(to, kind = message.kind(), "no address known for this node; message dropped");
+            self.metrics.record_dropped(to, "no_address");
             return;
         };
         if queue.try_send(message).is_err() {
+            self.metrics.record_dropped(to, "queue_full");
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
                 tracing::warn!(to, dropped = self.dropped, "peer queue full; dropping messages");
@@ -53,32 +58,38 @@ pub fn start_outbound(
     cluster_id: u64,
     own_id: NodeId,
     peers: impl IntoIterator<Item = (NodeId, String)>,
+    metrics: Arc<Metrics>,
 ) -> PeerQueues {
     let mut queues = HashMap::new();
     for (id, addr) in peers {
         let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
         queues.insert(id, sender);
-        tokio::spawn(run_outbound(cluster_id, own_id, id, addr, receiver));
+        let link = Link { cluster_id, own_id, peer: id, addr, metrics: metrics.clone() };
+        tokio::spawn(run_outbound(link, receiver));
     }
-    PeerQueues { queues, dropped: 0 }
+    PeerQueues { queues, dropped: 0, metrics }
 }
 
-async fn run_outbound(
+/// One outbound connection's fixed facts.
+struct Link {
     cluster_id: u64,
     own_id: NodeId,
     peer: NodeId,
     addr: String,
-    mut queue: mpsc::Receiver<PeerMessage>,
-) {
+    metrics: Arc<Metrics>,
+}
+
+async fn run_outbound(link: Link, mut queue: mpsc::Receiver<PeerMessage>) {
+    let Link { cluster_id, own_id, peer, ref addr, .. } = link;
     let mut backoff = MIN_BACKOFF;
     let mut failures: u64 = 0;
     loop {
-        match connect(cluster_id, own_id, peer, &addr).await {
+        match connect(cluster_id, own_id, peer, addr).await {
             Ok(stream) => {
                 tracing::info!(peer, %addr, "connected to peer");
                 backoff = MIN_BACKOFF;
                 failures = 0;
-                match send_frames(stream, &mut queue).await {
+                match send_frames(stream, &mut queue, &link).await {
                     Ok(()) => return, // The node loop is gone: nothing more to send.
                     Err(error) => tracing::info!(peer, %addr, %error, "peer connection lost; reconnecting"),
                 }
@@ -132,28 +143,42 @@ async fn connect(cluster_id: u64, own_id: NodeId, peer: NodeId, addr: &str) -> s
 }
 
 /// Writes queued messages until the queue closes (`Ok`) or the connection fails (`Err`).
-async fn send_frames(mut stream: TcpStream, queue: &mut mpsc::Receiver<PeerMessage>) -> std::io::Result<()> {
+async fn send_frames(
+    mut stream: TcpStream,
+    queue: &mut mpsc::Receiver<PeerMessage>,
+    link: &Link,
+) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(64 * 1024);
     while let Some(message) = queue.recv().await {
         out.clear();
         frame::encode_frame(&message, &mut out);
+        let mut messages = 1;
         while out.len() < MAX_WRITE_BYTES {
             let Ok(next) = queue.try_recv() else { break };
             frame::encode_frame(&next, &mut out);
+            messages += 1;
         }
         stream.write_all(&out).await?;
+        link.metrics.record_sent(link.peer, messages, out.len() as u64);
     }
     Ok(())
 }
 
 /// Accepts peer connections until the listener task is aborted.
-pub async fn run_listener(listener: TcpListener, cluster_id: u64, own_id: NodeId, node: NodeHandle) {
+pub async fn run_listener(
+    listener: TcpListener,
+    cluster_id: u64,
+    own_id: NodeId,
+    node: NodeHandle,
+    metrics: Arc<Metrics>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let node = node.clone();
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = serve_inbound(stream, cluster_id, own_id, node).await {
+                    if let Err(error) = serve_inbound(stream, cluster_id, own_id, node, &metrics).await {
                         tracing::warn!(%addr, %error, "closed a peer connection");
                     }
                 });
@@ -171,6 +196,7 @@ async fn serve_inbound(
     cluster_id: u64,
     own_id: NodeId,
     node: NodeHandle,
+    metrics: &Metrics,
 ) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut hello = [0u8; HELLO_BYTES];
@@ -184,8 +210,10 @@ async fn serve_inbound(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
+            let buffered = buf.len();
             match frame::decode_frame(&mut buf) {
                 Ok(Some(message)) => {
+                    metrics.record_received(from, (buffered - buf.len()) as u64);
                     if !node.peer_message(from, message).await {
                         return Ok(()); // The node loop stopped.
                     }

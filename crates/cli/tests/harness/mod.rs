@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +24,8 @@ pub struct NodeProcess {
     pub id: u64,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The admin HTTP endpoint (`/status`, `/metrics`, `/health`).
+    pub admin_port: u16,
     pub child: Option<Child>,
 }
 
@@ -82,12 +86,13 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports = free_ports(2 * n);
+        let ports = free_ports(3 * n);
         let nodes = (0..n)
             .map(|i| NodeProcess {
                 id: i as u64 + 1,
                 client_port: ports[i],
                 peer_port: ports[n + i],
+                admin_port: ports[2 * n + i],
                 child: None,
             })
             .collect();
@@ -107,7 +112,12 @@ impl Cluster {
         let members: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| format!("{}=127.0.0.1:{},127.0.0.1:{}", n.id, n.peer_port, n.client_port))
+            .map(|n| {
+                format!(
+                    "{}=127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+                    n.id, n.peer_port, n.client_port, n.admin_port
+                )
+            })
             .collect();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -123,6 +133,7 @@ impl Cluster {
             .arg(self.dir.join(format!("node-{id}")))
             .args(["--client-listen", &format!("127.0.0.1:{}", node.client_port)])
             .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", node.admin_port)])
             .args(["--tick-ms", &TICK_MS.to_string()])
             .args(["--heartbeat-interval-ms", &HEARTBEAT_MS.to_string()])
             .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
@@ -232,6 +243,17 @@ impl Cluster {
             },
             || format!("node {id} to apply index {index}"),
         );
+    }
+
+    /// `GET path` on node `id`'s admin endpoint.
+    pub fn admin_get(&self, id: u64, path: &str) -> std::io::Result<http::Response> {
+        http::get(self.node(id).admin_port, path)
+    }
+
+    /// Node `id`'s `/status` as JSON, if it answered 200 with valid JSON.
+    pub fn status_json(&self, id: u64) -> Option<serde_json::Value> {
+        let response = self.admin_get(id, "/status").ok()?;
+        (response.status == 200).then(|| serde_json::from_str(&response.body).ok())?
     }
 
     pub fn commit_index(&self, id: u64) -> u64 {

@@ -1,0 +1,329 @@
+//! The node's Prometheus metrics: one registry per process, shared (as `Arc<Metrics>`) by the node loop,
+//! the peer transport, the client API and the admin endpoint. Every handle is an atomic, so recording
+//! costs no lock and no channel round trip to the node loop.
+//!
+//! Gauges that mirror the consensus state (term, role, indexes) are set when `/metrics` is scraped, from
+//! the same [`NodeStatus`] that INFO and `/status` read, so they can never disagree with those. Counters
+//! and histograms are recorded where the event happens.
+
+use std::time::Duration;
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+use raft::{NodeId, Role};
+
+use crate::info::role_name;
+use crate::node_loop::NodeStatus;
+
+/// Every metric of one node. Names follow Prometheus conventions: `_total` counters, base units
+/// (seconds, bytes), and a `raftkv_` prefix.
+pub struct Metrics {
+    registry: Registry,
+    /// The peers this node knows; any other id is reported as `peer="other"`, so a stranger claiming
+    /// random ids in its handshake cannot grow the label set without bound.
+    known_peers: Vec<NodeId>,
+
+    pub term: IntGauge,
+    pub role: IntGaugeVec,
+    pub leader_id: IntGauge,
+    pub commit_index: IntGauge,
+    pub applied_index: IntGauge,
+    pub last_index: IntGauge,
+    pub follower_match_index: IntGaugeVec,
+    pub pending_requests: IntGauge,
+
+    pub leader_changes: IntCounter,
+    pub elections_started: IntCounter,
+    pub applied_entries: IntCounter,
+
+    pub proposals: IntCounterVec,
+    pub proposal_seconds: Histogram,
+    pub reads: IntCounterVec,
+    pub read_index_seconds: Histogram,
+
+    pub fsync_seconds: Histogram,
+    pub wal_batch_entries: Histogram,
+
+    pub peer_sent_messages: IntCounterVec,
+    pub peer_sent_bytes: IntCounterVec,
+    pub peer_received_messages: IntCounterVec,
+    pub peer_received_bytes: IntCounterVec,
+    pub peer_dropped_messages: IntCounterVec,
+
+    pub client_connections: IntGauge,
+    pub client_connections_accepted: IntCounter,
+    pub client_connections_refused: IntCounter,
+    pub commands: IntCounterVec,
+}
+
+/// Latency buckets from 100 µs to about 26 s (×2 each): fsyncs on a fast disk sit at the bottom,
+/// requests that wait out an election near the top.
+fn latency_buckets() -> Vec<f64> {
+    exponential_buckets(0.000_1, 2.0, 19).expect("constant bucket parameters are valid")
+}
+
+/// Every role a node can have, so the one-hot `raftkv_role` gauge always has all four series.
+const ROLES: [Role; 4] = [Role::Follower, Role::PreCandidate, Role::Candidate, Role::Leader];
+
+impl Metrics {
+    /// Registers every metric. `peers` are the other members' ids (the label values of per-peer metrics).
+    pub fn new(peers: impl IntoIterator<Item = NodeId>) -> Metrics {
+        let registry = Registry::new();
+        let r = Registrar(&registry);
+        let metrics = Metrics {
+            known_peers: peers.into_iter().collect(),
+            term: r.gauge("raftkv_term", "The node's current Raft term."),
+            role: r.gauge_vec("raftkv_role", "1 for the node's current role, 0 for the others.", &["role"]),
+            leader_id: r.gauge("raftkv_leader_id", "The id of the leader this node knows (0: none)."),
+            commit_index: r.gauge("raftkv_commit_index", "Highest log index known to be committed."),
+            applied_index: r.gauge("raftkv_applied_index", "Highest log index applied to the state machine."),
+            last_index: r.gauge("raftkv_last_index", "Index of the last entry in this node's log."),
+            follower_match_index: r.gauge_vec(
+                "raftkv_follower_match_index",
+                "On the leader: the highest index known replicated on each follower.",
+                &["follower"],
+            ),
+            pending_requests: r.gauge("raftkv_pending_requests", "Client requests waiting for an answer."),
+            leader_changes: r.counter(
+                "raftkv_leader_changes_total",
+                "Times this node learned of a new leader (itself included).",
+            ),
+            elections_started: r.counter(
+                "raftkv_elections_started_total",
+                "Elections this node started: terms in which it became a candidate and voted for itself.",
+            ),
+            applied_entries: r.counter(
+                "raftkv_applied_entries_total",
+                "Log entries applied to the state machine since the process started.",
+            ),
+            proposals: r.counter_vec(
+                "raftkv_proposals_total",
+                "Client writes this node sent into the log (proposed as leader, or forwarded to it), by \
+                 outcome: applied, or failed (no leader, overloaded, timed out, shutting down).",
+                &["result"],
+            ),
+            proposal_seconds: r.histogram(
+                "raftkv_proposal_duration_seconds",
+                "From a client write's arrival at the node loop until it was applied here and answered.",
+            ),
+            reads: r.counter_vec(
+                "raftkv_reads_total",
+                "Client reads, by consistency (linearizable through ReadIndex, or stale after READONLY) \
+                 and outcome.",
+                &["consistency", "result"],
+            ),
+            read_index_seconds: r.histogram(
+                "raftkv_read_index_duration_seconds",
+                "From a linearizable read's arrival until it was answered: the ReadIndex confirmation \
+                 round plus waiting for this node to apply up to the read index.",
+            ),
+            fsync_seconds: r.histogram(
+                "raftkv_fsync_duration_seconds",
+                "Duration of each fdatasync of a data file (WAL segments, snapshots).",
+            ),
+            wal_batch_entries: r.histogram_with(
+                "raftkv_wal_batch_entries",
+                "Log entries made durable by one WAL write (group commit: one write and one fsync each).",
+                exponential_buckets(1.0, 2.0, 13).expect("constant bucket parameters are valid"),
+            ),
+            peer_sent_messages: r.counter_vec(
+                "raftkv_peer_sent_messages_total",
+                "Messages written to each peer's connection.",
+                &["peer"],
+            ),
+            peer_sent_bytes: r.counter_vec(
+                "raftkv_peer_sent_bytes_total",
+                "Frame bytes written to each peer's connection.",
+                &["peer"],
+            ),
+            peer_received_messages: r.counter_vec(
+                "raftkv_peer_received_messages_total",
+                "Messages received from each peer.",
+                &["peer"],
+            ),
+            peer_received_bytes: r.counter_vec(
+                "raftkv_peer_received_bytes_total",
+                "Frame bytes received from each peer.",
+                &["peer"],
+            ),
+            peer_dropped_messages: r.counter_vec(
+                "raftkv_peer_dropped_messages_total",
+                "Messages to a peer dropped before sending: its queue was full, or no address is known.",
+                &["peer", "reason"],
+            ),
+            client_connections: r.gauge("raftkv_client_connections", "Client connections open now."),
+            client_connections_accepted: r
+                .counter("raftkv_client_connections_accepted_total", "Client connections accepted."),
+            client_connections_refused: r.counter(
+                "raftkv_client_connections_refused_total",
+                "Client connections refused because the connection limit was reached.",
+            ),
+            commands: r.counter_vec(
+                "raftkv_commands_total",
+                "Client commands answered, by lower-case command name and whether the reply was an error.",
+                &["command", "result"],
+            ),
+            registry,
+        };
+        metrics.init_series();
+        metrics
+    }
+
+    /// Creates the series a scraper expects to see from the start (at zero), so that `rate()` works from
+    /// the first increment and dashboards show every peer before it has sent anything.
+    fn init_series(&self) {
+        for role in ROLES {
+            self.role.with_label_values(&[role_name(role)]).set(0);
+        }
+        for result in ["applied", "failed"] {
+            self.proposals.with_label_values(&[result]);
+        }
+        for consistency in ["linearizable", "stale"] {
+            for result in ["ok", "failed"] {
+                self.reads.with_label_values(&[consistency, result]);
+            }
+        }
+        for &peer in &self.known_peers {
+            let label = peer.to_string();
+            self.peer_sent_messages.with_label_values(&[&label]);
+            self.peer_sent_bytes.with_label_values(&[&label]);
+            self.peer_received_messages.with_label_values(&[&label]);
+            self.peer_received_bytes.with_label_values(&[&label]);
+            for reason in ["queue_full", "no_address"] {
+                self.peer_dropped_messages.with_label_values(&[&label, reason]);
+            }
+        }
+    }
+
+    /// The label value for a peer: its id if known, else `other`.
+    pub fn peer_label(&self, peer: NodeId) -> String {
+        if self.known_peers.contains(&peer) {
+            peer.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    pub fn record_sent(&self, peer: NodeId, messages: u64, bytes: u64) {
+        let label = self.peer_label(peer);
+        self.peer_sent_messages.with_label_values(&[&label]).inc_by(messages);
+        self.peer_sent_bytes.with_label_values(&[&label]).inc_by(bytes);
+    }
+
+    pub fn record_received(&self, peer: NodeId, bytes: u64) {
+        let label = self.peer_label(peer);
+        self.peer_received_messages.with_label_values(&[&label]).inc();
+        self.peer_received_bytes.with_label_values(&[&label]).inc_by(bytes);
+    }
+
+    pub fn record_dropped(&self, peer: NodeId, reason: &'static str) {
+        self.peer_dropped_messages.with_label_values(&[&self.peer_label(peer), reason]).inc();
+    }
+
+    /// Counts one answered client command. `name` must come from a fixed table (or be `unknown`), never
+    /// straight from the network, to keep the label set bounded.
+    pub fn record_command(&self, name: &'static str, is_error: bool) {
+        self.commands.with_label_values(&[name, if is_error { "error" } else { "ok" }]).inc();
+    }
+
+    /// Sets the gauges that mirror the node's state, from one consistent picture of it.
+    pub fn set_status(&self, status: &NodeStatus) {
+        self.term.set(saturating_i64(status.term));
+        for role in ROLES {
+            self.role.with_label_values(&[role_name(role)]).set(i64::from(role == status.role));
+        }
+        self.leader_id.set(saturating_i64(status.leader_id.unwrap_or(0)));
+        self.commit_index.set(saturating_i64(status.commit_index));
+        self.applied_index.set(saturating_i64(status.applied_index));
+        self.last_index.set(saturating_i64(status.last_index));
+        self.pending_requests.set(saturating_i64(status.pending_requests as u64));
+        // Only the leader tracks followers; a deposed leader's series must disappear, not freeze.
+        self.follower_match_index.reset();
+        for follower in &status.followers {
+            self.follower_match_index
+                .with_label_values(&[&follower.id.to_string()])
+                .set(saturating_i64(follower.match_index));
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec fails only on a metric family that breaks the format, which `new` never
+        // registers; an empty page would then be the honest answer.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+pub fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Creates metrics and registers them in one step. Registration fails only on a duplicate or malformed
+/// name, which is a bug in [`Metrics::new`] and shows on the first start: panic with the name.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&self, name: &str, metric: M) -> M {
+        self.0.register(Box::new(metric.clone())).unwrap_or_else(|e| panic!("registering {name}: {e}"));
+        metric
+    }
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(name, IntGauge::new(name, help).expect("valid metric name"))
+    }
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(name, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric name"))
+    }
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(name, IntCounter::new(name, help).expect("valid metric name"))
+    }
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(name, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name"))
+    }
+    fn histogram(&self, name: &str, help: &str) -> Histogram {
+        self.histogram_with(name, help, latency_buckets())
+    }
+    fn histogram_with(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets);
+        self.register(name, Histogram::with_opts(opts).expect("valid metric name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_registry_renders_every_family_with_help_and_type() {
+        let metrics = Metrics::new([2, 3]);
+        let text = metrics.render();
+        for name in [
+            "raftkv_role",
+            "raftkv_proposals_total",
+            "raftkv_peer_sent_bytes_total",
+            "raftkv_fsync_duration_seconds",
+            "raftkv_wal_batch_entries",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing in:\n{text}");
+        }
+        assert!(text.contains("raftkv_peer_sent_messages_total{peer=\"2\"} 0"));
+    }
+
+    #[test]
+    fn unknown_peers_share_one_label() {
+        let metrics = Metrics::new([2]);
+        metrics.record_received(99, 10);
+        metrics.record_received(12345, 10);
+        let text = metrics.render();
+        assert!(text.contains("raftkv_peer_received_messages_total{peer=\"other\"} 2"), "{text}");
+    }
+}
