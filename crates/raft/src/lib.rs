@@ -200,18 +200,19 @@ mod raft;
 mod read_index;
 pub mod ready;
 mod replication;
+mod snapshot;
 pub mod types;
 
 pub use config::Config;
 #[cfg(feature = "inject-bugs")]
 pub use config::InjectedBug;
-pub use error::{ConfigError, ProposeError, ReadIndexError, StepError};
+pub use error::{ConfigError, ProposeError, ReadIndexError, SnapshotError, StepError};
 pub use log::Log;
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message, MessageBody, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse,
+    Message, MessageBody, VoteRequest, VoteResponse,
 };
-pub use progress::{Progress, ProgressState};
+pub use progress::{Progress, ProgressState, SnapshotTransfer, TransferStage};
 pub use raft::{Raft, RestoredState, Role};
-pub use ready::{FailedRead, PersistMark, ReadState, Ready};
+pub use ready::{FailedRead, PersistMark, ReadState, Ready, SnapshotInstall, SnapshotRead, SnapshotWrite};
 pub use types::{Configuration, Entry, EntryPayload, HardState, Index, NodeId, SnapshotMeta, Term};
