@@ -756,9 +756,14 @@ impl Raft {
                 self.vote == Some(self.id) || injected!(self, DoubleVote),
                 "{self}: a leader voted for itself"
             );
+            // Once committed, the term's no-op is in the log (or compacted into the snapshot, whose
+            // boundary is then at or after it, and so of this term too: every entry after it is).
             debug_assert!(
                 self.commit < self.term_start_index
-                    || self.log.term_at(self.term_start_index) == Some(self.term)
+                    || self.log.term_at(self.term_start_index.max(snapshot_index)) == Some(self.term),
+                "{self}: the committed no-op of term {} at {} is not of this term",
+                self.term,
+                self.term_start_index
             );
             for (id, pr) in &self.progress {
                 debug_assert!(pr.match_index <= last_index, "{self}: {id} matches beyond the log ({pr})");
