@@ -554,8 +554,12 @@ impl Cluster {
         if index > node.storage.snapshot.index {
             let file = encode_snapshot(&node.applied);
             node.storage.snapshot_files.insert((meta.index, meta.term), file);
-            node.storage.entries.retain(|e| e.index > index);
-            node.storage.snapshot = meta;
+            // Storage operations happen in order: with writes still queued (asynchronous persistence),
+            // the log is trimmed later. Keeping more log than the core does is always allowed.
+            if node.pending_writes.is_empty() {
+                node.storage.entries.retain(|e| e.index > index);
+                node.storage.snapshot = meta;
+            }
         }
         node.raft.compact(index).expect("applied entries can be compacted");
         self.process(id);
