@@ -359,6 +359,39 @@ mod tests {
     }
 
     #[test]
+    fn compaction_moves_the_boundary_and_remembers_its_term() {
+        let mut log = log_of_terms(&[1, 1, 2, 2, 3]);
+        assert!(log.compact_to(3));
+        assert_eq!(log.to_string(), "(3@2) [4@2· 5@3·]");
+        assert!(log.matches(3, 2), "an append right after the boundary still matches");
+        assert_eq!((log.term_at(2), log.entry(3)), (None, None));
+        assert!(!log.compact_to(2) && !log.compact_to(3), "at or below the boundary: no-op");
+        assert_eq!(log.try_append(3, 2, &[entry(4, 2), entry(5, 3), entry(6, 3)], 3), Ok(6));
+        assert_eq!(log.last_index(), 6);
+    }
+
+    #[test]
+    fn installing_a_matching_snapshot_keeps_the_suffix_and_its_durability() {
+        let mut log = log_of_terms(&[1, 1, 2, 2, 3]);
+        assert!(log.install_snapshot(3, 2));
+        assert_eq!(log.to_string(), "(3@2) [4@2· 5@3·]");
+        assert_eq!(log.persisted_index(), 5);
+    }
+
+    #[test]
+    fn installing_a_conflicting_snapshot_discards_the_log_until_the_install_is_durable() {
+        let mut log = log_of_terms(&[1, 1, 3, 3]);
+        assert!(!log.install_snapshot(3, 2));
+        assert_eq!(log.to_string(), "(3@2) []");
+        assert_eq!(log.persisted_index(), 2, "nothing at or after the new boundary is durable yet");
+        log.persisted_to(4, 3);
+        assert_eq!(log.persisted_index(), 2, "a mark of the old log proves nothing");
+        log.persisted_to(3, 2);
+        assert_eq!(log.persisted_index(), 3);
+        assert!(!log.has_unstable());
+    }
+
+    #[test]
     fn hint_skips_a_whole_conflicting_term() {
         // Figure 7 (f) against prev (10, 6): the follower's last index at or below 10 with term <= 6 is 10.
         let mut f = log_of_terms(&[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]);
