@@ -299,6 +299,11 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         for failed in ready.failed_reads {
             self.read_index_confirmed(failed.ctx, None);
         }
+        // issue 6: not wired yet. This glue never calls `compact` or `snapshot_received`, so `snapshot` and
+        // `snapshot_reads` stay empty, and no honest peer sends snapshot chunks (every log starts at index
+        // 0). Chunks a peer sends anyway are dropped here: the core then never hears of a complete file and
+        // installs nothing.
+        let _ = (ready.snapshot, ready.snapshot_reads, ready.snapshot_writes);
         self.raft.advance();
         Ok(())
     }

@@ -45,6 +45,13 @@ pub struct Config {
     /// At most this many committed entries in one `Ready` (a restarted node replaying a long log gets
     /// them over several).
     pub max_committed_entries_per_ready: usize,
+    /// A leader asks the application for snapshot chunks of at most this many bytes (InstallSnapshot,
+    /// §7): with one chunk in flight per follower, this bounds the snapshot bytes in memory per follower.
+    pub max_snapshot_chunk_bytes: usize,
+    /// A leader asks for a snapshot chunk again when the current one has been neither read by the
+    /// application nor answered by the follower for this many ticks (a lost chunk or answer). It also
+    /// resends the last chunk at this pace while the follower installs the snapshot.
+    pub snapshot_chunk_timeout_ticks: u64,
     /// Run a pre-vote round before a real election (dissertation §9.6).
     pub pre_vote: bool,
     /// A leader that has not heard from a quorum within an election timeout steps down (§6.2). Leader
@@ -73,6 +80,8 @@ impl Config {
             max_uncommitted_bytes: 64 << 20,
             max_pending_reads: 4096,
             max_committed_entries_per_ready: 4096,
+            max_snapshot_chunk_bytes: 1 << 20,
+            snapshot_chunk_timeout_ticks: 20,
             pre_vote: true,
             check_quorum: true,
             rng_seed: 0,
@@ -102,6 +111,9 @@ impl Config {
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("max_pending_reads", self.max_pending_reads),
             ("max_committed_entries_per_ready", self.max_committed_entries_per_ready),
+            ("max_snapshot_chunk_bytes", self.max_snapshot_chunk_bytes),
+            // (only zero matters here, so any positive count maps to 1)
+            ("snapshot_chunk_timeout_ticks", self.snapshot_chunk_timeout_ticks.min(1) as usize),
         ];
         for (field, value) in limits {
             if value == 0 {

@@ -43,6 +43,7 @@ impl Raft {
                 progress.tick_stalled(stall_limit);
             }
         }
+        self.tick_snapshot_transfers();
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.broadcast_heartbeat();
         }

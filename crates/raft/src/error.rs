@@ -23,6 +23,31 @@ pub enum StepError {
     NonConsecutiveEntries { expected: Index, found: Index },
     #[error("entry terms decrease at index {index}")]
     DecreasingEntryTerms { index: Index },
+    #[error("snapshot {index}@{term} covers no entry or has term 0")]
+    EmptySnapshot { index: Index, term: Term },
+    #[error("snapshot chunk at offset {offset} ends beyond 2^64 bytes")]
+    SnapshotOffsetOverflow { offset: u64 },
+}
+
+/// Why a snapshot call ([`crate::Raft::compact`], [`crate::Raft::snapshot_meta_at`],
+/// [`crate::Raft::snapshot_chunk`], [`crate::Raft::snapshot_received`]) did nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum SnapshotError {
+    /// Only applied entries may be covered by a snapshot: the state machine must hold them.
+    #[error("index {index} is not applied yet (applied index {applied})")]
+    NotApplied { index: Index, applied: Index },
+    /// The log no longer holds the entry at `index` (it is at or below the snapshot boundary `first_index
+    /// - 1`), so its term and configuration are unknown here.
+    #[error("index {index} is compacted (the log starts at {first_index})")]
+    Compacted { index: Index, first_index: Index },
+    /// A received snapshot that this node no longer needs: it already committed `commit` at or beyond the
+    /// snapshot's `index` (or it leads, and a leader's log holds every committed entry). Discard the file.
+    #[error("snapshot at {index} is stale (commit index {commit})")]
+    Stale { index: Index, commit: Index },
+    /// A chunk nobody waits for any more: the node stopped leading, or the transfer to `to` finished,
+    /// moved to a newer snapshot or to another offset. Drop it.
+    #[error("no transfer to node {to} waits for the chunk at offset {offset}")]
+    ChunkNotWanted { to: NodeId, offset: u64 },
 }
 
 /// Why [`crate::Raft::propose`] did not append a command.

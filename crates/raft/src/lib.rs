@@ -21,6 +21,7 @@
 //! | `election` | timeouts, pre-vote, votes, leader stickiness, check-quorum |
 //! | `replication` | appends, heartbeats, the commit rule |
 //! | `read_index` | linearizable reads by ReadIndex |
+//! | `snapshot` | compaction, and InstallSnapshot streamed in chunks |
 //! | [`ready`] | the batch of work handed to the caller |
 //! | [`message`] | the wire messages and their validation |
 //! | `raft` | the node: `step` (terms checked once), role changes, the Ready handshake |
@@ -30,8 +31,10 @@
 //! The caller owns the disk, the network, the clock and the state machine. It feeds the node and then,
 //! whenever [`Raft::has_ready`] says so, does the work of one [`Ready`] **in this order**:
 //!
-//! 1. **Persist** `ready.hard_state` (if `Some`) and `ready.entries` (if `entries[0].index` is at or below
-//!    the last index already stored, first discard the stored entries from that index on). Once they are
+//! 1. **Persist** `ready.snapshot` (if `Some`: a received snapshot to make the log's start, see
+//!    [Snapshots](#snapshots)), then `ready.hard_state` (if `Some`) and `ready.entries` (if
+//!    `entries[0].index` is at or below the last index already stored, first discard the stored entries
+//!    from that index on); write `ready.snapshot_writes` to the snapshot file being received. Once they are
 //!    durable, call [`Raft::on_persisted`] with `ready.persist_mark`. This may happen later and on another
 //!    thread of the caller's (asynchronous persistence), as long as writes complete in the order the
 //!    `Ready`s were produced; reporting a mark covers every earlier one.
@@ -41,9 +44,10 @@
 //!    up in a `Ready` once `on_persisted` has covered it. The leader's own appends do go out before its
 //!    entries are durable (dissertation §10.2.1); it counts itself toward a commit only up to what its disk
 //!    holds.
-//! 3. **Apply** `ready.committed_entries` to the state machine, in order (each entry is handed out exactly
-//!    once, and only once it is durable on this node). Serve each of `ready.read_states` once the state
-//!    machine has applied its `index`; fail `ready.failed_reads`.
+//! 3. **Apply**: first replace the state machine with `ready.snapshot` (if `Some`), then apply
+//!    `ready.committed_entries`, in order (each entry is handed out exactly once, and only once it is
+//!    durable on this node). Serve each of `ready.read_states` once the state machine has applied its
+//!    `index`; fail `ready.failed_reads`. Serve `ready.snapshot_reads` whenever convenient.
 //! 4. **Advance**: call [`Raft::advance`] (or [`Raft::on_applied`] with the last applied index when
 //!    applying asynchronously).
 //!
@@ -163,15 +167,71 @@
 //!   the leader probes it again from its match index (a lost message would otherwise leave a full window
 //!   waiting forever).
 //!
-//! Not here yet (later issues): snapshots and InstallSnapshot, membership changes (the quorum code already
-//! counts joint configurations), leadership transfer (the `leadership_transfer` mark on vote requests is
-//! honoured), lease reads.
+//! Not here yet (later issues): membership changes (the quorum code already counts joint configurations),
+//! leadership transfer (the `leadership_transfer` mark on vote requests is honoured), lease reads.
+//!
+//! ## Snapshots
+//!
+//! Log compaction and InstallSnapshot (§7; dissertation §5). The core owns the protocol state; the
+//! application owns the bytes, and the core never holds more of a snapshot than one chunk per follower.
+//! The application's duties, in order:
+//!
+//! **Taking a snapshot** (any node, whenever its log has grown enough):
+//! 1. Pick an applied index `i` (at most [`Raft::applied_index`]); [`Raft::snapshot_meta_at`]`(i)` gives
+//!    the [`SnapshotMeta`] to store with it (the entry's term, and the configuration in force at `i`).
+//! 2. Write the state machine as of `i` to a snapshot file and make it durable (temp file, fsync,
+//!    rename, directory fsync). Only then:
+//! 3. Call [`Raft::compact`]`(i)`: the log forgets entries up to `i` and remembers `i`'s term (so appends
+//!    right after it still match) and configuration. Nothing comes back in a `Ready` for this: storage
+//!    deletes the log segments the snapshot covers by itself, at any time after step 2. Compacting at or
+//!    below the current boundary does nothing; beyond the applied index it is refused
+//!    ([`SnapshotError::NotApplied`]).
+//! 4. Keep the file of the newest snapshot ([`Raft::snapshot_meta`]) unchanged while it is the newest: a
+//!    leader streams it to followers. Older files may go once a newer one is compacted to.
+//!
+//! **Sending** (leader): a follower that needs compacted entries gets the snapshot instead, one chunk in
+//! flight at a time. Each [`SnapshotRead`] in `ready.snapshot_reads` asks for up to `max_bytes` bytes of
+//! the snapshot `(snapshot_index, snapshot_term)` at `offset`; answer with [`Raft::snapshot_chunk`]`(read,
+//! data, done)` (`done` when `data` reaches the end of the file; never empty unless `done`), now or later.
+//! A read that cannot be served (the file was replaced, I/O failed) may be dropped: the leader asks again
+//! after [`Config::snapshot_chunk_timeout_ticks`], as it does for a chunk or answer the network lost. A
+//! chunk nobody waits for any more is refused with [`SnapshotError::ChunkNotWanted`]; drop it.
+//!
+//! **Receiving** (follower):
+//! 1. Write each [`SnapshotWrite`] of `ready.snapshot_writes` at its offset into a temporary file for its
+//!    `meta`, in order. A write at offset 0 starts a new file: discard any partial one. Chunks are
+//!    acknowledged before they are durable — they promise nothing; a follower that restarts mid-transfer
+//!    starts over at offset 0, and a transfer interrupted by lost messages resumes where it stopped.
+//! 2. After the write with `done`: make the file durable and verify its checksum. Then call
+//!    [`Raft::snapshot_received`]`(&meta)` — or, if it failed, discard the file and call
+//!    [`Raft::snapshot_receive_failed`]`(&meta)` (the transfer restarts at 0). No other transfer starts
+//!    until one of the two is called.
+//! 3. `snapshot_received` refuses a snapshot this node no longer needs ([`SnapshotError::Stale`]: it
+//!    committed that far meanwhile, or it leads): delete the file. Otherwise the core installs it in
+//!    memory (the log keeps the entries after the snapshot only if it held the snapshot's last entry with
+//!    its term, §7; the commit index moves to the snapshot's index; its configuration is adopted) and the
+//!    next `Ready` carries a [`SnapshotInstall`] in `ready.snapshot`:
+//! 4. In that `Ready`'s persist step, before its `entries` and `hard_state`: publish the file as the
+//!    newest snapshot, drop every stored entry up to its index, and every entry after it too unless
+//!    `keep_entries_after`. Report the `persist_mark` as usual. In its apply step: replace the state
+//!    machine with the snapshot's contents, then apply `committed_entries` (they continue right after the
+//!    snapshot's index).
+//! 5. Recovery must apply §7's rule after a crash between publishing and dropping entries: keep the
+//!    stored entries after the newest snapshot only if the log holds the entry at its index with its term.
+//!
+//! The follower tells the leader that the snapshot is installed only once that `Ready`'s persist mark is
+//! reported (the durability rule: the acknowledgement promises a log that matches the leader's up to the
+//! snapshot's index); the leader then resumes appends right after it. A chunk of a snapshot at or below
+//! the follower's commit index is refused with that commit index (dissertation §5.3), and the leader goes
+//! back to appends from there. A leader that steps down abandons its transfers; the next leader starts its
+//! own from offset 0 (offsets of one leader's file mean nothing in another's).
 //!
 //! ## How it is tested
 //!
 //! `tests/` holds scenario tests named after what they check (Figures 6, 7 and 8; elections, pre-vote,
-//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; bad input;
-//! property tests of the log alone and of whole clusters under random fault schedules), a small in-memory cluster harness (`tests/harness/`), and
+//! check-quorum, stickiness; message economy with the MIT 6.5840 lab's bounds; ReadIndex; snapshots;
+//! bad input; property tests of the log alone and of whole clusters under random fault schedules, with
+//! and without compaction), a small in-memory cluster harness (`tests/harness/`), and
 //! scenario scripts in `tests/scripts/*.txt` whose expected output `UPDATE_EXPECT=1` rewrites. With
 //! debug assertions (the test profile keeps them), every input ends with a check of the node's
 //! invariants.
@@ -200,18 +260,19 @@ mod raft;
 mod read_index;
 pub mod ready;
 mod replication;
+mod snapshot;
 pub mod types;
 
 pub use config::Config;
 #[cfg(feature = "inject-bugs")]
 pub use config::InjectedBug;
-pub use error::{ConfigError, ProposeError, ReadIndexError, StepError};
+pub use error::{ConfigError, ProposeError, ReadIndexError, SnapshotError, StepError};
 pub use log::Log;
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message, MessageBody, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse,
+    Message, MessageBody, VoteRequest, VoteResponse,
 };
-pub use progress::{Progress, ProgressState};
+pub use progress::{Progress, ProgressState, SnapshotTransfer, TransferStage};
 pub use raft::{Raft, RestoredState, Role};
-pub use ready::{FailedRead, PersistMark, ReadState, Ready};
+pub use ready::{FailedRead, PersistMark, ReadState, Ready, SnapshotInstall, SnapshotRead, SnapshotWrite};
 pub use types::{Configuration, Entry, EntryPayload, HardState, Index, NodeId, SnapshotMeta, Term};

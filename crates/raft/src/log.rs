@@ -36,7 +36,9 @@ pub struct Log {
     /// Invariant: `entries[i].index == snapshot_index + 1 + i`, and terms never decrease.
     entries: Vec<Entry>,
     /// Highest index known to be on this server's disk.
-    /// Invariant: `snapshot_index <= persisted_index <= last_index()`.
+    /// Invariant: `persisted_index <= last_index()`, and `snapshot_index <= persisted_index` except right
+    /// after [`Log::install_snapshot`] replaced a log that did not already hold the snapshot's entries
+    /// durably: until the caller reports the snapshot durable, nothing at or after it counts as durable.
     persisted_index: Index,
     /// First index not yet handed to the caller to persist; everything from here on goes into the next
     /// `Ready`. Invariant: `persisted_index < unstable_from <= last_index() + 1`.
@@ -221,6 +223,49 @@ impl Log {
         self.snapshot_index
     }
 
+    /// Compaction (§7): drops every entry up to `index`, which becomes the new boundary; its term is
+    /// remembered so that appends right after it still pass the consistency check. Returns false (and
+    /// changes nothing) if `index` is at or below the current boundary.
+    ///
+    /// # Panics
+    /// If `index` is beyond what is durable: only entries the state machine applied (so durable) may be
+    /// compacted.
+    pub fn compact_to(&mut self, index: Index) -> bool {
+        if index <= self.snapshot_index {
+            return false;
+        }
+        assert!(index <= self.persisted_index, "compacting to {index} beyond the durable log ({self})");
+        let term = self.term_at(index).expect("a durable index above the boundary is held");
+        self.entries.drain(..(index - self.snapshot_index) as usize);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        true
+    }
+
+    /// Installs a snapshot received from the leader (§7, "InstallSnapshot RPC, receiver implementation",
+    /// steps 6–7): if this log holds an entry at `index` with `term`, the entries after it are kept (they
+    /// may be newer than the snapshot); otherwise the whole log is discarded. Returns whether entries were
+    /// kept.
+    ///
+    /// Durability: kept entries that were durable stay durable (the old log on disk matches the snapshot up
+    /// to `index`, by Log Matching). Otherwise nothing at or after the new boundary counts as durable
+    /// until the caller reports a mark covering it, which it does only once the snapshot is on disk.
+    pub fn install_snapshot(&mut self, index: Index, term: Term) -> bool {
+        debug_assert!(index > self.snapshot_index, "installing {index}@{term} at or below {self}");
+        let keep = self.matches(index, term);
+        if keep {
+            let drop = ((index - self.snapshot_index) as usize).min(self.entries.len());
+            self.entries.drain(..drop);
+        } else {
+            self.entries.clear();
+            self.persisted_index = self.persisted_index.min(index - 1);
+        }
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.unstable_from = self.unstable_from.max(index + 1);
+        keep
+    }
+
     /// Entries not yet handed to the caller for persisting; afterwards they count as handed out.
     pub fn take_unstable(&mut self) -> Vec<Entry> {
         let entries = self.slice(self.unstable_from, self.last_index()).to_vec();
@@ -311,6 +356,39 @@ mod tests {
         assert_eq!(log.term_at(4), None);
         assert_eq!(log.try_append(5, 3, &[entry(6, 3), entry(7, 4)], 5), Ok(7));
         assert_eq!(log.to_string(), "(5@3) [6@3· 7@4·]");
+    }
+
+    #[test]
+    fn compaction_moves_the_boundary_and_remembers_its_term() {
+        let mut log = log_of_terms(&[1, 1, 2, 2, 3]);
+        assert!(log.compact_to(3));
+        assert_eq!(log.to_string(), "(3@2) [4@2· 5@3·]");
+        assert!(log.matches(3, 2), "an append right after the boundary still matches");
+        assert_eq!((log.term_at(2), log.entry(3)), (None, None));
+        assert!(!log.compact_to(2) && !log.compact_to(3), "at or below the boundary: no-op");
+        assert_eq!(log.try_append(3, 2, &[entry(4, 2), entry(5, 3), entry(6, 3)], 3), Ok(6));
+        assert_eq!(log.last_index(), 6);
+    }
+
+    #[test]
+    fn installing_a_matching_snapshot_keeps_the_suffix_and_its_durability() {
+        let mut log = log_of_terms(&[1, 1, 2, 2, 3]);
+        assert!(log.install_snapshot(3, 2));
+        assert_eq!(log.to_string(), "(3@2) [4@2· 5@3·]");
+        assert_eq!(log.persisted_index(), 5);
+    }
+
+    #[test]
+    fn installing_a_conflicting_snapshot_discards_the_log_until_the_install_is_durable() {
+        let mut log = log_of_terms(&[1, 1, 3, 3]);
+        assert!(!log.install_snapshot(3, 2));
+        assert_eq!(log.to_string(), "(3@2) []");
+        assert_eq!(log.persisted_index(), 2, "nothing at or after the new boundary is durable yet");
+        log.persisted_to(4, 3);
+        assert_eq!(log.persisted_index(), 2, "a mark of the old log proves nothing");
+        log.persisted_to(3, 2);
+        assert_eq!(log.persisted_index(), 3);
+        assert!(!log.has_unstable());
     }
 
     #[test]

@@ -9,10 +9,11 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StepError;
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::types::{Entry, Index, NodeId, SnapshotMeta, Term};
 
 /// One message from one server to another.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -25,8 +26,7 @@ pub struct Message {
     pub body: MessageBody,
 }
 
-/// What a message says. Non-exhaustive: snapshots (InstallSnapshot) and leadership transfer (TimeoutNow)
-/// arrive in later versions.
+/// What a message says. Non-exhaustive: leadership transfer (TimeoutNow) arrives in a later version.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MessageBody {
@@ -36,6 +36,8 @@ pub enum MessageBody {
     AppendResponse(AppendResponse),
     Heartbeat(Heartbeat),
     HeartbeatResponse(HeartbeatResponse),
+    InstallSnapshot(InstallSnapshot),
+    InstallSnapshotResponse(InstallSnapshotResponse),
 }
 
 /// RequestVote (§5.2), or its pre-vote twin (dissertation §9.6) which asks "would you vote for me?"
@@ -93,10 +95,44 @@ pub struct HeartbeatResponse {
     pub read_round: u64,
 }
 
+/// InstallSnapshot (§7; dissertation §5.3): one chunk of the leader's latest snapshot. The bytes are the
+/// application's (the core never holds more than this one chunk of them); the core only tracks offsets.
+/// A transfer is one stream of chunks from one leader in one term: offsets count bytes from the start of
+/// that leader's snapshot file, and a follower never mixes chunks of two streams in one file.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// What the snapshot stands for: its last included index and term, and the configuration at it.
+    pub meta: SnapshotMeta,
+    /// Position of `data` in the snapshot's bytes.
+    pub offset: u64,
+    pub data: Bytes,
+    /// True for the last chunk: the follower then holds the whole snapshot.
+    pub done: bool,
+}
+
+/// The answer to an [`InstallSnapshot`] chunk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum InstallSnapshotResponse {
+    /// The follower holds the snapshot `(snapshot_index, snapshot_term)` of this leader's stream up to
+    /// `next_offset` and wants the chunk starting there next. 0 restarts the transfer: the follower lost
+    /// its partial file (it restarted) or it failed verification. Promises nothing durable.
+    NextOffset { snapshot_index: Index, snapshot_term: Term, next_offset: u64 },
+    /// The snapshot is installed and durable: the follower's log matches the leader's up to
+    /// `snapshot_index` (an acknowledgement like an append's, held until it is true on disk).
+    Installed { snapshot_index: Index, snapshot_term: Term },
+    /// Refused as stale (dissertation §5.3): the follower already committed `commit`, at or beyond the
+    /// snapshot's index, so its log already holds everything the snapshot covers. The leader goes back to
+    /// appends from `commit + 1`.
+    Stale { commit: Index },
+}
+
 impl Message {
-    /// True for a message only a leader sends (append or heartbeat).
+    /// True for a message only a leader sends (append, heartbeat or snapshot chunk).
     pub fn is_from_leader(&self) -> bool {
-        matches!(self.body, MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_))
+        matches!(
+            self.body,
+            MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) | MessageBody::InstallSnapshot(_)
+        )
     }
 
     /// Checks what can be checked without any state: a message that fails here is malformed (a bug or
@@ -119,8 +155,40 @@ impl Message {
                 Err(StepError::LogTermAboveMessageTerm { log_term: request.last_log_term, term: self.term })
             }
             MessageBody::AppendRequest(request) => request.validate(self.term),
+            MessageBody::InstallSnapshot(chunk) => chunk.validate(self.term),
+            MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Installed {
+                snapshot_index,
+                snapshot_term,
+            }) => validate_snapshot_id(*snapshot_index, *snapshot_term, self.term),
             _ => Ok(()),
         }
+    }
+}
+
+/// A snapshot covers at least one entry (the empty boundary at index 0 is never sent), so its term is a
+/// real term, and no later than the term of the message that carries it.
+fn validate_snapshot_id(index: Index, snapshot_term: Term, term: Term) -> Result<(), StepError> {
+    if index == 0 || snapshot_term == 0 {
+        return Err(StepError::EmptySnapshot { index, term: snapshot_term });
+    }
+    if snapshot_term > term {
+        return Err(StepError::LogTermAboveMessageTerm { log_term: snapshot_term, term });
+    }
+    Ok(())
+}
+
+impl InstallSnapshot {
+    fn validate(&self, term: Term) -> Result<(), StepError> {
+        validate_snapshot_id(self.meta.index, self.meta.term, term)?;
+        if self.offset.checked_add(self.data.len() as u64).is_none() {
+            return Err(StepError::SnapshotOffsetOverflow { offset: self.offset });
+        }
+        Ok(())
+    }
+
+    /// The offset just past this chunk (validated not to overflow).
+    pub fn end_offset(&self) -> u64 {
+        self.offset.saturating_add(self.data.len() as u64)
     }
 }
 
@@ -186,6 +254,25 @@ impl fmt::Display for Message {
             ),
             MessageBody::Heartbeat(h) => write!(f, "hb commit={} round={}", h.commit, h.read_round),
             MessageBody::HeartbeatResponse(h) => write!(f, "hb ok round={}", h.read_round),
+            MessageBody::InstallSnapshot(s) => {
+                write!(f, "snap {}@{} off={} len={}", s.meta.index, s.meta.term, s.offset, s.data.len())?;
+                if s.done {
+                    write!(f, " done")?;
+                }
+                Ok(())
+            }
+            MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::NextOffset {
+                snapshot_index,
+                snapshot_term,
+                next_offset,
+            }) => write!(f, "snap next={next_offset} of {snapshot_index}@{snapshot_term}"),
+            MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Installed {
+                snapshot_index,
+                snapshot_term,
+            }) => write!(f, "snap installed {snapshot_index}@{snapshot_term}"),
+            MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Stale { commit }) => {
+                write!(f, "snap stale commit={commit}")
+            }
         }
     }
 }

@@ -7,17 +7,66 @@
 //!   back with the follower's hints (§5.3).
 //! - **Replicate**: the last append matched, so the leader streams entries optimistically, advancing
 //!   `next_index` as it sends, with at most `max_inflight_messages` appends unacknowledged (pipelining).
+//! - **Snapshot**: the entries the follower needs are compacted away (`next_index` is at or below the
+//!   leader's snapshot boundary), so the leader streams its snapshot instead (§7), one chunk at a time
+//!   ([`SnapshotTransfer`]), and sends no appends until the follower has installed it or refused it.
 
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::types::Index;
+use crate::types::{Index, Term};
 
 /// How the leader currently sends entries to a follower.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ProgressState {
     Probe,
     Replicate,
+    Snapshot,
+}
+
+/// Where one snapshot transfer stands (leader side). The application owns the bytes: the leader asks it
+/// for the chunk at `offset` ([`crate::SnapshotRead`]), sends what it gets back as one InstallSnapshot
+/// message, and waits for the follower's answer before asking for the next chunk — one chunk in flight per
+/// follower, so the leader's memory per follower is bounded by one chunk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SnapshotTransfer {
+    /// The snapshot being sent: the leader's boundary when the transfer started.
+    pub index: Index,
+    pub term: Term,
+    /// The offset the follower asked for last (0 at first): the next chunk starts here.
+    pub offset: u64,
+    pub stage: TransferStage,
+    /// Ticks spent in the current `Reading` or `Sent` stage; at the chunk timeout the leader asks again.
+    pub waiting_ticks: u64,
+}
+
+/// The stage of the chunk at a transfer's `offset`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TransferStage {
+    /// Nothing outstanding: the next `Ready` asks the application to read the chunk.
+    Idle,
+    /// The application was asked to read the chunk and has not handed it back yet.
+    Reading,
+    /// The chunk went out and the follower has not answered yet.
+    Sent,
+}
+
+impl SnapshotTransfer {
+    /// One leader tick while a chunk is outstanding. Returns true when the wait reached `timeout` and the
+    /// transfer went back to `Idle`, so that the chunk is asked for again (the read or the message, or the
+    /// follower's answer, was probably lost).
+    pub fn tick(&mut self, timeout: u64) -> bool {
+        if self.stage == TransferStage::Idle {
+            return false;
+        }
+        self.waiting_ticks += 1;
+        if self.waiting_ticks < timeout {
+            return false;
+        }
+        self.stage = TransferStage::Idle;
+        self.waiting_ticks = 0;
+        true
+    }
 }
 
 /// One follower as seen by the leader.
@@ -44,6 +93,8 @@ pub struct Progress {
     /// The highest commit index this follower can have learned from our appends (the leader's commit,
     /// capped at each append's last index). An empty append is worth sending only to raise it.
     pub commit_sent: Index,
+    /// The snapshot transfer under way. Invariant: `Some` exactly in the `Snapshot` state.
+    pub snapshot: Option<SnapshotTransfer>,
 }
 
 impl Progress {
@@ -58,6 +109,7 @@ impl Progress {
             recent_active: false,
             stalled_ticks: 0,
             commit_sent: 0,
+            snapshot: None,
         }
     }
 
@@ -66,6 +118,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= max_inflight,
+            ProgressState::Snapshot => true,
         }
     }
 
@@ -85,6 +138,7 @@ impl Progress {
                     self.inflight.push_back(last_index);
                 }
             }
+            ProgressState::Snapshot => debug_assert!(false, "append sent during a snapshot transfer"),
         }
     }
 
@@ -130,6 +184,8 @@ impl Progress {
                 self.next_index = next_index;
                 true
             }
+            // A rejection of an append sent before the transfer began: the snapshot settles it.
+            ProgressState::Snapshot => false,
         }
     }
 
@@ -139,6 +195,7 @@ impl Progress {
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.clear();
+        self.snapshot = None;
     }
 
     /// The last append matched: stream from just after it.
@@ -147,6 +204,26 @@ impl Progress {
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.clear();
+        self.snapshot = None;
+    }
+
+    /// Starts sending the snapshot `(index, term)` from its first byte (`next_index` stays where it was,
+    /// at or below the snapshot boundary, until the follower answers).
+    pub fn become_snapshot(&mut self, index: Index, term: Term) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.stalled_ticks = 0;
+        self.snapshot =
+            Some(SnapshotTransfer { index, term, offset: 0, stage: TransferStage::Idle, waiting_ticks: 0 });
+    }
+
+    /// The follower refused the snapshot because it already committed `commit` (or its installed snapshot
+    /// made it commit that far): probe from just after it. Nothing is known to be durable there, so the
+    /// match index does not move; the probe's acknowledgement will move it.
+    pub fn leave_snapshot_for_probe(&mut self, next_index: Index) {
+        self.become_probe();
+        self.next_index = next_index.max(self.match_index + 1);
     }
 
     /// One leader tick passed: counts silence while appends are in flight, and falls back to probing once
@@ -173,13 +250,22 @@ impl Progress {
 }
 
 impl fmt::Display for Progress {
-    /// `match=5 next=6 replicate inflight=1`.
+    /// `match=5 next=6 replicate inflight=1`, or `match=0 next=3 snapshot 9@2 off=128 sent`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             ProgressState::Probe => "probe",
             ProgressState::Replicate => "replicate",
+            ProgressState::Snapshot => "snapshot",
         };
         write!(f, "match={} next={} {state}", self.match_index, self.next_index)?;
+        if let Some(transfer) = &self.snapshot {
+            let stage = match transfer.stage {
+                TransferStage::Idle => "idle",
+                TransferStage::Reading => "reading",
+                TransferStage::Sent => "sent",
+            };
+            write!(f, " {}@{} off={} {stage}", transfer.index, transfer.term, transfer.offset)?;
+        }
         if !self.inflight.is_empty() {
             write!(f, " inflight={}", self.inflight.len())?;
         }

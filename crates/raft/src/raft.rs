@@ -14,7 +14,10 @@ use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::quorum;
 use crate::read_index::ReadOnly;
-use crate::ready::{Durability, HeldMessage, PersistMark, Ready};
+use crate::ready::{
+    Durability, HeldMessage, PersistMark, Ready, SnapshotInstall, SnapshotRead, SnapshotWrite,
+};
+use crate::snapshot::IncomingSnapshot;
 use crate::types::{Configuration, Entry, EntryPayload, HardState, Index, NodeId, SnapshotMeta, Term};
 
 /// True if the named test-only bug is switched on; always false without the `inject-bugs` feature.
@@ -70,8 +73,9 @@ pub struct Raft {
     pub(crate) commit: Index,
     /// Highest index the caller has applied. Invariant: `applied <= applying`.
     pub(crate) applied: Index,
-    /// Highest index handed out in `Ready::committed_entries`. Invariant: `applying <= commit` and
-    /// `applying <= log.persisted_index()`.
+    /// Highest index handed out in `Ready::committed_entries`, or the index of a snapshot handed out to
+    /// install. Invariant: `applying <= commit`, and `applying <= log.persisted_index()` unless it is the
+    /// snapshot boundary (a snapshot is handed out together with the instruction to persist it).
     pub(crate) applying: Index,
     /// The configuration in force: the latest configuration entry in the log, else the snapshot's
     /// (configurations take effect when appended, dissertation §4.1).
@@ -82,6 +86,14 @@ pub struct Raft {
     pub(crate) configuration_term: Term,
     /// The snapshot's configuration, the fallback when no configuration entry is left in the log.
     pub(crate) snapshot_configuration: Configuration,
+    /// Follower: the snapshot stream being received, if any.
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// A received snapshot the core installed, to hand out in the next `Ready`.
+    pub(crate) snapshot_install: Option<SnapshotInstall>,
+    /// Leader: snapshot chunks to ask the application for, in the next `Ready`.
+    pub(crate) snapshot_reads: Vec<SnapshotRead>,
+    /// Follower: received snapshot chunks to hand out for writing, in the next `Ready`.
+    pub(crate) snapshot_writes: Vec<SnapshotWrite>,
     pub(crate) rng: Rng,
     /// Ticks since the election timer was last reset (followers and candidates), or since the last
     /// check-quorum (leaders).
@@ -170,6 +182,10 @@ impl Raft {
             configuration_index: snapshot.index,
             configuration_term: snapshot.term,
             snapshot_configuration: snapshot.configuration,
+            incoming_snapshot: None,
+            snapshot_install: None,
+            snapshot_reads: Vec::new(),
+            snapshot_writes: Vec::new(),
             log,
             election_elapsed: 0,
             randomized_election_timeout: config.election_timeout_ticks,
@@ -352,6 +368,12 @@ impl Raft {
             MessageBody::Heartbeat(_) => {
                 MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse { read_round: 0 })
             }
+            // Any answer carries our term, which is what the old leader needs to hear.
+            MessageBody::InstallSnapshot(_) => {
+                MessageBody::InstallSnapshotResponse(crate::message::InstallSnapshotResponse::Stale {
+                    commit: self.commit,
+                })
+            }
             // Refuse (pre-)votes for an old term, with our term, so the asker catches up.
             MessageBody::VoteRequest(request) => MessageBody::VoteResponse(crate::message::VoteResponse {
                 pre_vote: request.pre_vote,
@@ -372,6 +394,10 @@ impl Raft {
                 self.note_leader_contact(from);
                 self.handle_heartbeat(from, heartbeat);
             }
+            MessageBody::InstallSnapshot(chunk) => {
+                self.note_leader_contact(from);
+                self.handle_snapshot_chunk(from, chunk);
+            }
             // Responses to requests of an earlier role in this term.
             _ => {}
         }
@@ -381,7 +407,7 @@ impl Raft {
         match body {
             // §5.2: "If AppendEntries RPC received from new leader: convert to follower." A pre-candidate
             // hears from a leader of its own current term the same way.
-            MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) => {
+            MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) | MessageBody::InstallSnapshot(_) => {
                 self.become_follower(self.term, Some(from));
                 self.step_follower(from, body);
             }
@@ -394,6 +420,7 @@ impl Raft {
         match body {
             MessageBody::AppendResponse(response) => self.handle_append_response(from, response),
             MessageBody::HeartbeatResponse(response) => self.handle_heartbeat_response(from, response),
+            MessageBody::InstallSnapshotResponse(response) => self.handle_snapshot_response(from, response),
             // Another leader in this term cannot exist (Election Safety, §5.2); a message claiming so is
             // not trusted. Vote answers for this term are late and no longer matter.
             _ => {}
@@ -575,6 +602,9 @@ impl Raft {
             || self.log.has_unstable()
             || self.applying < self.commit.min(self.log.persisted_index())
             || self.reads.has_output()
+            || self.snapshot_install.is_some()
+            || !self.snapshot_reads.is_empty()
+            || !self.snapshot_writes.is_empty()
             || (self.role == Role::Leader && (self.has_appends_to_send() || self.reads.wants_round()))
     }
 
@@ -590,7 +620,8 @@ impl Raft {
         let changed_hard_state = (hard_state != self.handed_out_hard_state).then_some(hard_state);
         self.handed_out_hard_state = hard_state;
         let entries = self.log.take_unstable();
-        let persist = changed_hard_state.is_some() || !entries.is_empty();
+        let snapshot = self.snapshot_install.take();
+        let persist = changed_hard_state.is_some() || !entries.is_empty() || snapshot.is_some();
         if persist {
             self.ready_sequence += 1;
         }
@@ -620,6 +651,9 @@ impl Raft {
             read_states,
             failed_reads,
             persist_mark,
+            snapshot,
+            snapshot_reads: std::mem::take(&mut self.snapshot_reads),
+            snapshot_writes: std::mem::take(&mut self.snapshot_writes),
         }
     }
 
@@ -698,7 +732,7 @@ impl Raft {
 
 impl Raft {
     /// Checks the invariants stated in the field docs (debug builds, which include the test profile).
-    fn debug_check_invariants(&self) {
+    pub(crate) fn debug_check_invariants(&self) {
         if !cfg!(debug_assertions) {
             return;
         }
@@ -706,7 +740,15 @@ impl Raft {
         debug_assert!(self.commit <= last_index, "{self}: commit beyond the log");
         debug_assert!(self.applied <= self.applying, "{self}: applied beyond handed out");
         debug_assert!(self.applying <= self.commit, "{self}: handed out uncommitted entries");
-        debug_assert!(self.applying <= self.log.persisted_index(), "{self}: handed out undurable entries");
+        let (snapshot_index, _) = self.log.snapshot_boundary();
+        debug_assert!(
+            self.applying <= self.log.persisted_index() || self.applying == snapshot_index,
+            "{self}: handed out undurable entries"
+        );
+        debug_assert!(
+            snapshot_index <= self.applied.max(self.applying),
+            "{self}: compacted unapplied entries"
+        );
         debug_assert!(self.persisted_hard_state.term <= self.term, "{self}: durable term ahead of memory");
         if self.role == Role::Leader {
             debug_assert_eq!(self.leader_id, Some(self.id), "{self}: a leader leads");
@@ -714,13 +756,23 @@ impl Raft {
                 self.vote == Some(self.id) || injected!(self, DoubleVote),
                 "{self}: a leader voted for itself"
             );
+            // Once committed, the term's no-op is in the log (or compacted into the snapshot, whose
+            // boundary is then at or after it, and so of this term too: every entry after it is).
             debug_assert!(
                 self.commit < self.term_start_index
-                    || self.log.term_at(self.term_start_index) == Some(self.term)
+                    || self.log.term_at(self.term_start_index.max(snapshot_index)) == Some(self.term),
+                "{self}: the committed no-op of term {} at {} is not of this term",
+                self.term,
+                self.term_start_index
             );
             for (id, pr) in &self.progress {
                 debug_assert!(pr.match_index <= last_index, "{self}: {id} matches beyond the log ({pr})");
                 debug_assert!(pr.match_index < pr.next_index, "{self}: {id} has next <= match ({pr})");
+                debug_assert_eq!(
+                    pr.snapshot.is_some(),
+                    pr.state == crate::progress::ProgressState::Snapshot,
+                    "{self}: {id} has a transfer exactly in the snapshot state ({pr})"
+                );
             }
             let own = self.progress.get(&self.id).map_or(0, |pr| pr.match_index);
             debug_assert!(own <= self.log.persisted_index(), "{self}: counts undurable entries for itself");

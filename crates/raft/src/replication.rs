@@ -14,7 +14,7 @@ impl Raft {
     /// True if some follower is owed an append: entries it has not been sent, a probe, or news of a
     /// commit index it could use.
     pub(crate) fn has_appends_to_send(&self) -> bool {
-        self.peers.iter().any(|&id| self.append_is_due(id))
+        self.peers.iter().any(|&id| self.snapshot_is_due(id) || self.append_is_due(id))
     }
 
     fn append_is_due(&self, to: NodeId) -> bool {
@@ -31,11 +31,15 @@ impl Raft {
         has_entries || needs_probe || commit_news
     }
 
-    /// Sends every append that is due. Called when a `Ready` is collected, so that all proposals made
-    /// since the last one travel together (batching), and a commit advance is announced once.
+    /// Sends every append that is due, and moves snapshot transfers along for followers that need
+    /// compacted entries. Called when a `Ready` is collected, so that all proposals made since the last
+    /// one travel together (batching), and a commit advance is announced once.
     pub(crate) fn send_appends(&mut self) {
         for i in 0..self.peers.len() {
             let to = self.peers[i];
+            if self.maybe_send_snapshot(to) {
+                continue;
+            }
             // Pipelining: keep sending while entries remain and the in-flight window has room.
             let mut sent = 0;
             while self.append_is_due(to) && sent < self.config.max_inflight_messages {
@@ -48,7 +52,7 @@ impl Raft {
     }
 
     /// Sends one AppendEntries to `to`, starting at its `next_index`. Returns false if it cannot (the
-    /// entries it needs were compacted: that takes a snapshot, which a later version sends).
+    /// entries it needs were compacted: `maybe_send_snapshot` takes over on the next `Ready`).
     fn send_append(&mut self, to: NodeId) -> bool {
         let pr = &self.progress[&to];
         let prev_log_index = pr.next_index - 1;
@@ -115,7 +119,12 @@ impl Raft {
             AppendResponse::Rejected { rejected_prev_index, hint_index, hint_term, .. } => {
                 // Jump over every entry that cannot match: the largest index in the leader's log at or below
                 // the hint whose term is at most the hint's term is the next candidate for a match.
-                let next_prev = if hint_term > 0 {
+                let (boundary, _) = self.log.snapshot_boundary();
+                let next_prev = if hint_index < boundary {
+                    // Below our snapshot the terms are gone: the follower needs the snapshot, which
+                    // `maybe_send_snapshot` notices once `next_index` is at or below the boundary.
+                    hint_index
+                } else if hint_term > 0 {
                     self.log.last_index_with_term_at_most(hint_index, hint_term)
                 } else {
                     hint_index

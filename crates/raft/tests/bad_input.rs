@@ -6,8 +6,9 @@ mod harness;
 use bytes::Bytes;
 use harness::{entries_of_terms, entry};
 use raft::{
-    AppendRequest, AppendResponse, Config, ConfigError, Configuration, HardState, Message, MessageBody,
-    ProposeError, Raft, RestoredState, SnapshotMeta, StepError, VoteRequest,
+    AppendRequest, AppendResponse, Config, ConfigError, Configuration, HardState, InstallSnapshot,
+    InstallSnapshotResponse, Message, MessageBody, ProposeError, Raft, RestoredState, SnapshotMeta,
+    StepError, VoteRequest,
 };
 
 fn follower(id: u64, terms: &[u64], term: u64) -> Raft {
@@ -55,6 +56,57 @@ fn bad_input_decreasing_entry_terms_are_refused() {
     let mut raft = follower(2, &[1], 1);
     let message = append(1, 2, 3, (1, 1), vec![entry(2, 3), entry(3, 2)]);
     assert_refused(&mut raft, message, StepError::DecreasingEntryTerms { index: 3 });
+}
+
+#[test]
+fn bad_input_malformed_snapshot_chunks_are_refused() {
+    let mut raft = follower(2, &[1], 1);
+    let chunk = |index, term, offset, data: &'static [u8]| {
+        let meta = SnapshotMeta { index, term, configuration: Configuration::with_voters([1, 2, 3]) };
+        let body = MessageBody::InstallSnapshot(InstallSnapshot {
+            meta,
+            offset,
+            data: Bytes::from_static(data),
+            done: false,
+        });
+        Message { from: 1, to: 2, term: 2, body }
+    };
+    assert_refused(&mut raft, chunk(0, 0, 0, b"x"), StepError::EmptySnapshot { index: 0, term: 0 });
+    assert_refused(&mut raft, chunk(5, 0, 0, b"x"), StepError::EmptySnapshot { index: 5, term: 0 });
+    assert_refused(
+        &mut raft,
+        chunk(5, 3, 0, b"x"),
+        StepError::LogTermAboveMessageTerm { log_term: 3, term: 2 },
+    );
+    assert_refused(
+        &mut raft,
+        chunk(5, 2, u64::MAX, b"xy"),
+        StepError::SnapshotOffsetOverflow { offset: u64::MAX },
+    );
+    let installed = InstallSnapshotResponse::Installed { snapshot_index: 5, snapshot_term: 9 };
+    let message = Message { from: 1, to: 2, term: 2, body: MessageBody::InstallSnapshotResponse(installed) };
+    assert_refused(&mut raft, message, StepError::LogTermAboveMessageTerm { log_term: 9, term: 2 });
+}
+
+#[test]
+fn bad_input_snapshot_answers_about_entries_the_leader_never_had_are_ignored() {
+    let mut cluster = harness::Cluster::new(3);
+    cluster.elect(1);
+    let before = cluster.raft(1).progress().map(|(id, pr)| (id, pr.to_string())).collect::<Vec<_>>();
+    let commit = cluster.raft(1).commit_index();
+    let bogus = [
+        InstallSnapshotResponse::Installed { snapshot_index: 50, snapshot_term: 1 },
+        InstallSnapshotResponse::NextOffset { snapshot_index: 7, snapshot_term: 1, next_offset: 1 << 40 },
+        InstallSnapshotResponse::Stale { commit: 1 << 40 },
+    ];
+    for response in bogus {
+        let term = cluster.raft(1).term();
+        let message = Message { from: 2, to: 1, term, body: MessageBody::InstallSnapshotResponse(response) };
+        cluster.raft_mut(1).step(message).expect("well-formed");
+    }
+    let after = cluster.raft(1).progress().map(|(id, pr)| (id, pr.to_string())).collect::<Vec<_>>();
+    assert_eq!(before, after, "no transfer is under way, and a match beyond the log is not believed");
+    assert_eq!(cluster.raft(1).commit_index(), commit);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Property test: random schedules of ticks, deliveries (reordered, lost, duplicated), proposals,
 //! crashes (losing unsynced writes), restarts, slow disks and partitions keep Raft's safety properties, and once the faults heal the cluster
-//! converges without having lost an entry that was ever reported committed.
+//! converges without having lost an entry that was ever reported committed. A second property adds
+//! compaction at random points on random nodes, so that followers catch up through InstallSnapshot
+//! under the same faults (and the harness checks every installed snapshot against what was applied).
 
 mod harness;
 
@@ -26,6 +28,8 @@ enum Op {
     Heal,
     /// Completes the pending disk writes of a node that persists asynchronously.
     Flush(usize),
+    /// The node snapshots its state machine at its applied index and compacts its log.
+    Compact(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +49,11 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The same mix, plus compaction about as often as a crash.
+fn op_with_compaction() -> impl Strategy<Value = Op> {
+    prop_oneof![20 => op(), 1 => (0..5usize).prop_map(Op::Compact)]
+}
+
 /// Election Safety: at most one leader per term, over the whole run.
 fn record_leaders(cluster: &Cluster, leaders: &mut BTreeMap<Term, NodeId>) {
     for (&id, node) in &cluster.nodes {
@@ -61,6 +70,9 @@ fn record_leaders(cluster: &Cluster, leaders: &mut BTreeMap<Term, NodeId>) {
 /// `classic` turns pre-vote and check-quorum (and with it leader stickiness) off: plain §5 Raft.
 fn run_schedule(node_count: u64, seed: u64, async_mask: u8, classic: bool, ops: &[Op]) {
     let mut cluster = Cluster::with_config(node_count, |config| {
+        // Small chunks make every snapshot transfer take several; a short timeout retries lost ones.
+        config.max_snapshot_chunk_bytes = 48;
+        config.snapshot_chunk_timeout_ticks = 3;
         config.rng_seed = seed;
         config.pre_vote = !classic;
         config.check_quorum = !classic;
@@ -119,6 +131,12 @@ fn run_schedule(node_count: u64, seed: u64, async_mask: u8, classic: bool, ops: 
                     cluster.flush(id);
                 }
             }
+            Op::Compact(i) => {
+                let id = pick(i);
+                if !cluster.down.contains(&id) {
+                    cluster.compact(id);
+                }
+            }
         }
         record_leaders(&cluster, &mut leaders);
         cluster.check_log_matching();
@@ -150,9 +168,18 @@ fn run_schedule(node_count: u64, seed: u64, async_mask: u8, classic: bool, ops: 
     }
     assert!(converged, "no convergence after healing:\n{}", cluster.describe());
     cluster.check_log_matching();
-    let leader = cluster.raft(cluster.leader().expect("converged"));
+    let leader_id = cluster.leader().expect("converged");
+    let leader = cluster.raft(leader_id);
+    let (boundary, _) = leader.log().snapshot_boundary();
+    let state_machine = &cluster.nodes[&leader_id].applied;
     for (index, entry) in &cluster.committed {
-        assert_eq!(leader.log().entry(*index), Some(entry), "committed entry {entry} lost");
+        // Entries the leader compacted live on in its state machine (its snapshot plus what it applied).
+        let held = if *index <= boundary {
+            state_machine.get(*index as usize - 1)
+        } else {
+            leader.log().entry(*index)
+        };
+        assert_eq!(held, Some(entry), "committed entry {entry} lost");
     }
 }
 
@@ -170,6 +197,17 @@ proptest! {
         async_mask in any::<u8>(),
         classic in prop::bool::weighted(0.25),
         ops in prop::collection::vec(op(), 1..1500),
+    ) {
+        run_schedule(node_count, seed, async_mask, classic, &ops);
+    }
+
+    #[test]
+    fn random_schedules_with_compaction_keep_every_safety_property_and_converge_through_snapshots(
+        node_count in 3u64..=5,
+        seed in any::<u64>(),
+        async_mask in any::<u8>(),
+        classic in prop::bool::weighted(0.25),
+        ops in prop::collection::vec(op_with_compaction(), 1..1500),
     ) {
         run_schedule(node_count, seed, async_mask, classic, &ops);
     }

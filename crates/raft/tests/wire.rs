@@ -2,10 +2,11 @@
 
 mod harness;
 
+use bytes::Bytes;
 use harness::entry;
 use raft::{
-    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message, MessageBody, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Configuration, Heartbeat, HeartbeatResponse, InstallSnapshot,
+    InstallSnapshotResponse, Message, MessageBody, SnapshotMeta, VoteRequest, VoteResponse,
 };
 
 #[test]
@@ -33,6 +34,22 @@ fn every_message_round_trips_through_postcard() {
         }),
         MessageBody::Heartbeat(Heartbeat { commit: 5, read_round: 9 }),
         MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 9 }),
+        MessageBody::InstallSnapshot(InstallSnapshot {
+            meta: SnapshotMeta { index: 9, term: 2, configuration: Configuration::with_voters([1, 2, 3]) },
+            offset: 4096,
+            data: Bytes::from_static(b"chunk of state"),
+            done: true,
+        }),
+        MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::NextOffset {
+            snapshot_index: 9,
+            snapshot_term: 2,
+            next_offset: 4110,
+        }),
+        MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Installed {
+            snapshot_index: 9,
+            snapshot_term: 2,
+        }),
+        MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Stale { commit: 12 }),
     ];
     for body in bodies {
         let message = Message { from: 1, to: 2, term: 3, body };

@@ -2,6 +2,10 @@
 //! the documented loop (persist, on_persisted, send, apply, advance); messages sit in one FIFO queue until
 //! the test delivers them; links can be cut and nodes crashed and restarted from their "disk".
 //!
+//! Snapshots: a node's state machine is the list of entries it applied, and a snapshot file is that list
+//! encoded with postcard. Compaction, chunk reads, chunk writes and installs follow the crate docs'
+//! contract; a few switches let a test hold back the application's half of a transfer.
+//!
 //! Everything is bounded: delivery loops stop after a fixed number of messages and panic if the cluster
 //! has not gone quiet, so a livelock fails the test instead of hanging it.
 
@@ -14,19 +18,40 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use raft::{
     Config, Configuration, Entry, EntryPayload, FailedRead, HardState, Index, Message, MessageBody, NodeId,
-    PersistMark, Raft, ReadState, RestoredState, Role, SnapshotMeta, Term,
+    PersistMark, Raft, ReadState, RestoredState, Role, SnapshotInstall, SnapshotMeta, SnapshotRead,
+    SnapshotWrite, Term,
 };
 
 /// What a node has on its (pretend) disk: only what it reported durable through `on_persisted`.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     pub hard_state: HardState,
+    /// The snapshot the log starts after (index 0: the bootstrap boundary, no file).
     pub snapshot: SnapshotMeta,
     pub entries: Vec<Entry>,
+    /// Durable snapshot files by (index, term): the node's own and the complete ones it received.
+    pub snapshot_files: BTreeMap<(Index, Term), Bytes>,
 }
 
 impl MemStorage {
-    fn write(&mut self, hard_state: Option<HardState>, entries: &[Entry]) {
+    fn write(
+        &mut self,
+        snapshot: Option<&SnapshotInstall>,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+    ) {
+        if let Some(install) = snapshot {
+            // The Ready contract: publish the snapshot as the log's start, drop what it covers, and the
+            // rest of the log too unless it matched.
+            assert!(self.snapshot_files.contains_key(&(install.meta.index, install.meta.term)));
+            let index = install.meta.index;
+            if install.keep_entries_after {
+                self.entries.retain(|e| e.index > index);
+            } else {
+                self.entries.clear();
+            }
+            self.snapshot = install.meta.clone();
+        }
         if let Some(hard_state) = hard_state {
             self.hard_state = hard_state;
         }
@@ -46,10 +71,32 @@ impl MemStorage {
             entries: self.entries.clone(),
         }
     }
+
+    /// The state machine a restart loads: the entries the snapshot covers.
+    fn restored_state_machine(&self) -> Vec<Entry> {
+        if self.snapshot.index == 0 {
+            return Vec::new();
+        }
+        let file = &self.snapshot_files[&(self.snapshot.index, self.snapshot.term)];
+        decode_snapshot(file, &self.snapshot).expect("a published snapshot verifies")
+    }
+}
+
+/// A snapshot file: the applied entries, postcard-encoded.
+pub fn encode_snapshot(applied: &[Entry]) -> Bytes {
+    Bytes::from(postcard::to_allocvec(applied).expect("entries encode"))
+}
+
+/// Decodes and verifies a snapshot file against its meta (the stand-in for a checksum check).
+pub fn decode_snapshot(file: &[u8], meta: &SnapshotMeta) -> Option<Vec<Entry>> {
+    let entries: Vec<Entry> = postcard::from_bytes(file).ok()?;
+    let last = entries.last().map_or((0, 0), |e| (e.index, e.term));
+    (last == (meta.index, meta.term) && entries.len() as Index == meta.index).then_some(entries)
 }
 
 /// A write handed out by a `Ready` but not yet on disk (asynchronous persistence).
 struct PendingWrite {
+    snapshot: Option<SnapshotInstall>,
     hard_state: Option<HardState>,
     entries: Vec<Entry>,
     mark: PersistMark,
@@ -66,6 +113,17 @@ pub struct Node {
     /// With asynchronous persistence, writes wait here until the test calls [`Cluster::flush`].
     pending_writes: VecDeque<PendingWrite>,
     pub async_persist: bool,
+    /// The snapshot file being received (a temporary file: lost in a crash).
+    pub receiving: Option<(SnapshotMeta, Vec<u8>)>,
+    /// When set, a completely received snapshot waits in `received` until [`Cluster::finish_receiving`]
+    /// (the application is still verifying it).
+    pub hold_received: bool,
+    pub received: Option<SnapshotMeta>,
+    /// When set, snapshot chunk reads wait in `reads` until [`Cluster::serve_reads`].
+    pub hold_reads: bool,
+    pub reads: Vec<SnapshotRead>,
+    /// Every snapshot this node installed from a leader, in order.
+    pub installed: Vec<SnapshotMeta>,
 }
 
 pub struct Cluster {
@@ -122,6 +180,7 @@ impl Cluster {
                 hard_state: HardState { term: *term, vote: None, commit: 0 },
                 snapshot: SnapshotMeta { index: 0, term: 0, configuration: configuration.clone() },
                 entries: entries_of_terms(terms),
+                snapshot_files: BTreeMap::new(),
             };
             let raft = Raft::new(config.clone(), storage.restored()).expect("valid config");
             let node = Node {
@@ -133,6 +192,12 @@ impl Cluster {
                 failed_reads: Vec::new(),
                 pending_writes: VecDeque::new(),
                 async_persist: false,
+                receiving: None,
+                hold_received: false,
+                received: None,
+                hold_reads: false,
+                reads: Vec::new(),
+                installed: Vec::new(),
             };
             nodes.insert(*id, node);
         }
@@ -183,21 +248,47 @@ impl Cluster {
             if let Some(mark) = ready.persist_mark {
                 if node.async_persist {
                     node.pending_writes.push_back(PendingWrite {
+                        snapshot: ready.snapshot.clone(),
                         hard_state: ready.hard_state,
                         entries: ready.entries.clone(),
                         mark,
                     });
                 } else {
-                    node.storage.write(ready.hard_state, &ready.entries);
+                    node.storage.write(ready.snapshot.as_ref(), ready.hard_state, &ready.entries);
                     node.raft.on_persisted(mark);
                 }
             }
+            let complete = write_snapshot_chunks(node, ready.snapshot_writes);
             // 2. Send.
             for message in ready.messages {
                 self.send(message);
             }
-            // 3. Apply.
+            // 3. Apply: a snapshot first (it replaces the state machine), then entries after it.
             let node = self.nodes.get_mut(&id).expect("node exists");
+            if let Some(install) = &ready.snapshot {
+                let file = &node.storage.snapshot_files[&(install.meta.index, install.meta.term)];
+                let state = decode_snapshot(file, &install.meta).expect("verified before install");
+                assert!(
+                    node.applied.len() as Index <= install.meta.index,
+                    "node {id} installs snapshot {}@{} over a state machine at {}",
+                    install.meta.index,
+                    install.meta.term,
+                    node.applied.len()
+                );
+                for entry in &state {
+                    match self.committed.get(&entry.index) {
+                        Some(other) => assert_eq!(
+                            other, entry,
+                            "State Machine Safety: node {id} installs {entry} where {other} was applied"
+                        ),
+                        None => {
+                            self.committed.insert(entry.index, entry.clone());
+                        }
+                    }
+                }
+                node.applied = state;
+                node.installed.push(install.meta.clone());
+            }
             for entry in ready.committed_entries {
                 if let Some(last) = node.applied.last() {
                     assert_eq!(entry.index, last.index + 1, "node {id} applies out of order");
@@ -217,6 +308,21 @@ impl Cluster {
             node.failed_reads.extend(ready.failed_reads);
             // 4. Advance.
             node.raft.advance();
+            // The application's side of snapshot transfers: a verified complete file, chunks to read.
+            if let Some(meta) = complete {
+                if node.hold_received {
+                    node.received = Some(meta);
+                } else {
+                    finish_receiving(node, &meta);
+                }
+            }
+            if node.hold_reads {
+                node.reads.extend(ready.snapshot_reads);
+            } else {
+                for read in ready.snapshot_reads {
+                    serve_read(node, read);
+                }
+            }
         }
         panic!("node {id} never ran out of Ready work");
     }
@@ -225,7 +331,7 @@ impl Cluster {
     pub fn flush(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node exists");
         while let Some(write) = node.pending_writes.pop_front() {
-            node.storage.write(write.hard_state, &write.entries);
+            node.storage.write(write.snapshot.as_ref(), write.hard_state, &write.entries);
             node.raft.on_persisted(write.mark);
         }
         self.process(id);
@@ -422,6 +528,9 @@ impl Cluster {
         self.down.insert(id);
         let node = self.nodes.get_mut(&id).expect("node exists");
         node.pending_writes.clear(); // unsynced writes are lost
+        node.receiving = None; // and so is a partly received snapshot (a temporary file)
+        node.received = None;
+        node.reads.clear();
     }
 
     /// Restarts a crashed node from what it had made durable.
@@ -429,7 +538,48 @@ impl Cluster {
         self.down.remove(&id);
         let node = self.nodes.get_mut(&id).expect("node exists");
         node.raft = Raft::new(node.config.clone(), node.storage.restored()).expect("valid config");
-        node.applied.clear();
+        node.applied = node.storage.restored_state_machine();
+        self.process(id);
+    }
+
+    // ----- Snapshots ----------------------------------------------------------------------------------
+
+    /// The application snapshots `id`'s state machine at its applied index, makes the file durable, and
+    /// compacts: storage first (the file, then the log it covers), then the core.
+    pub fn compact(&mut self, id: NodeId) -> Index {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let index = node.raft.applied_index();
+        let meta = node.raft.snapshot_meta_at(index).expect("the applied index can be snapshotted");
+        assert_eq!(node.applied.len() as Index, index, "node {id}: state machine and applied index agree");
+        if index > node.storage.snapshot.index {
+            let file = encode_snapshot(&node.applied);
+            node.storage.snapshot_files.insert((meta.index, meta.term), file);
+            // Storage operations happen in order: with writes still queued (asynchronous persistence),
+            // the log is trimmed later. Keeping more log than the core does is always allowed.
+            if node.pending_writes.is_empty() {
+                node.storage.entries.retain(|e| e.index > index);
+                node.storage.snapshot = meta;
+            }
+        }
+        node.raft.compact(index).expect("applied entries can be compacted");
+        self.process(id);
+        index
+    }
+
+    /// Lets the application finish verifying the snapshot `id` received completely (see `hold_received`).
+    pub fn finish_receiving(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let meta = node.received.take().expect("a received snapshot waits");
+        finish_receiving(node, &meta);
+        self.process(id);
+    }
+
+    /// Serves the chunk reads `id` holds (see `hold_reads`), in order.
+    pub fn serve_reads(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        for read in std::mem::take(&mut node.reads) {
+            serve_read(node, read);
+        }
         self.process(id);
     }
 
@@ -437,17 +587,21 @@ impl Cluster {
 
     /// Log Matching (§5.3): if two logs hold an entry with the same index and term, they are identical up
     /// to it.
+    /// Entries both logs have compacted away are checked as state machines instead (State Machine Safety,
+    /// in `process`): a snapshot holds only applied entries.
     pub fn check_log_matching(&self) {
         let rafts: Vec<&Raft> = self.nodes.values().map(|n| &n.raft).collect();
         for (i, a) in rafts.iter().enumerate() {
             for b in &rafts[i + 1..] {
                 let last = a.last_index().min(b.last_index());
+                // Only indexes whose term both logs still know (their boundaries included) can be compared.
+                let lowest = a.log().first_index().max(b.log().first_index()) - 1;
                 // Find the highest common (index, term), then require equal prefixes below it.
-                let agree = (1..=last).rev().find(|&idx| a.term_at(idx) == b.term_at(idx));
+                let agree = (lowest.max(1)..=last).rev().find(|&idx| a.term_at(idx) == b.term_at(idx));
                 if let Some(agree) = agree {
                     assert_eq!(
-                        a.log().slice(1, agree),
-                        b.log().slice(1, agree),
+                        a.log().slice(lowest + 1, agree),
+                        b.log().slice(lowest + 1, agree),
                         "Log Matching broken between {a} and {b}"
                     );
                 }
@@ -490,6 +644,49 @@ impl Cluster {
             })
             .count()
     }
+}
+
+/// Writes the received chunks to the node's temporary snapshot file, checking they come in order. Returns
+/// the snapshot's meta once its last chunk is written.
+fn write_snapshot_chunks(node: &mut Node, writes: Vec<SnapshotWrite>) -> Option<SnapshotMeta> {
+    let mut complete = None;
+    for write in writes {
+        if write.offset == 0 {
+            node.receiving = Some((write.meta.clone(), Vec::new()));
+        }
+        let (meta, file) = node.receiving.as_mut().expect("a stream starts at offset 0");
+        assert_eq!((&*meta, file.len() as u64), (&write.meta, write.offset), "chunks arrive in stream order");
+        file.extend_from_slice(&write.data);
+        if write.done {
+            complete = Some(write.meta);
+        }
+    }
+    complete
+}
+
+/// Verifies the complete received file; a good one becomes durable and the core is told, a bad one is
+/// discarded and the core starts over.
+fn finish_receiving(node: &mut Node, meta: &SnapshotMeta) {
+    let (received_meta, file) = node.receiving.take().expect("the file being received");
+    assert_eq!(&received_meta, meta);
+    if decode_snapshot(&file, meta).is_none() {
+        node.raft.snapshot_receive_failed(meta);
+        return;
+    }
+    node.storage.snapshot_files.insert((meta.index, meta.term), Bytes::from(file));
+    if node.raft.snapshot_received(meta).is_err() && node.storage.snapshot != *meta {
+        node.storage.snapshot_files.remove(&(meta.index, meta.term)); // stale: not needed
+    }
+}
+
+/// Reads one chunk of the leader's snapshot file and hands it to the core.
+fn serve_read(node: &mut Node, read: SnapshotRead) {
+    let Some(file) = node.storage.snapshot_files.get(&(read.snapshot_index, read.snapshot_term)) else {
+        return; // replaced by a newer snapshot: the leader asks again
+    };
+    let start = (read.offset as usize).min(file.len());
+    let end = (start + read.max_bytes).min(file.len());
+    let _ = node.raft.snapshot_chunk(read, file.slice(start..end), end == file.len());
 }
 
 /// Compares `actual` with the expected-output file `tests/expected/<name>.txt`; with `UPDATE_EXPECT=1`
