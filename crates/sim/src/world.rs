@@ -599,6 +599,14 @@ impl World {
                 );
             }
             if let Some(first) = entries.first() {
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Append {
+                        node: id,
+                        first_index: first.index,
+                        terms: entries.iter().map(|e| e.term).collect(),
+                    },
+                );
                 let keep = (first.index - node_state.prefix_first_index) as usize;
                 node_state.prefix_hashes.truncate(keep);
                 for entry in entries {
@@ -739,6 +747,17 @@ impl World {
             raft.commit_index(),
             inner.applied_index(),
         )?;
+        self.trace.record(
+            self.now,
+            TraceEvent::Recover {
+                node: node.id,
+                term: hard_state.term,
+                vote: hard_state.vote,
+                commit_index: raft.commit_index(),
+                first_index: raft.log().first_index(),
+                terms: recovered_entries.iter().map(|e| e.term).collect(),
+            },
+        );
         node.seen_commit = raft.commit_index();
         node.seen_leader_term = None;
         node.seen_role = None;
