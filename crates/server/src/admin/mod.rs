@@ -2,15 +2,20 @@
 //!
 //! - `GET /status`: the node's state as JSON ([`status`]);
 //! - `GET /metrics`: Prometheus text exposition ([`crate::metrics`]);
-//! - `GET /health`: 200 or 503 with a one-line reason ([`health`]).
+//! - `GET /health`: 200 or 503 with a one-line reason ([`health`]);
+//! - `GET /cluster`: every member's `/status` at once, gathered by this node ([`cluster`]);
+//! - `GET /`: the live view, a page that polls `/cluster` ([`web`]; the files are in `web/` at the
+//!   repository root, embedded in the binary).
 //!
 //! Every answer is read from one [`NodeStatus`](crate::node_loop::NodeStatus) asked of the node loop,
 //! the same data path as INFO, so the three pages and INFO never disagree. A node loop that does not
 //! answer within [`STATUS_TIMEOUT`] (stopping, or stuck on a slow disk) gets a 503, never a hung request.
 //! Anything else is a 404 (or 405 for another method on a known path); no request can panic the node.
 
+pub mod cluster;
 pub mod health;
 pub mod status;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use raft::NodeId;
+
 use crate::info::StaticInfo;
 use crate::metrics::Metrics;
 use crate::node_loop::{NodeHandle, NodeStatus};
@@ -31,6 +38,7 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every admin request may read.
 pub struct AdminState {
+    pub node_id: NodeId,
     pub node: NodeHandle,
     pub info: Arc<StaticInfo>,
     pub metrics: Arc<Metrics>,
@@ -43,6 +51,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
+        .route("/cluster", get(get_cluster))
+        .route("/", get(|| async { web::asset("index.html") }))
+        .route(
+            "/{file}",
+            get(|axum::extract::Path(file): axum::extract::Path<String>| async move { web::asset(&file) }),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -102,7 +116,55 @@ async fn get_health(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
+/// This node's status (from its loop) and every other member's (over HTTP, concurrently, each bounded by
+/// [`cluster::MEMBER_TIMEOUT`]).
+async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
+    let own = node_status(&state).await;
+    let own_id = own.as_ref().map_or(state.node_id, |status| status.node_id);
+    // Every member the configuration flags name, and any member of the configuration in force they do
+    // not (shown as down: nobody told this node its admin address).
+    let mut ids: Vec<NodeId> = state.info.members.iter().map(|m| m.id).collect();
+    if let Ok(status) = &own {
+        ids.extend(status.voters.iter().chain(&status.learners));
+    }
+    ids.push(own_id);
+    ids.sort_unstable();
+    ids.dedup();
+    let admin_addr = |id: NodeId| state.info.member(id).and_then(|m| m.admin_addr.clone());
+    let fetches: Vec<_> = ids
+        .iter()
+        .filter(|&&id| id != own_id)
+        .map(|&id| (id, tokio::spawn(cluster::fetch_member(id, admin_addr(id)))))
+        .collect();
+    let mut nodes = vec![match own {
+        Ok(status) => match serde_json::to_value(status::view(&state.info, &status)) {
+            Ok(json) => cluster::MemberState::up(own_id, state.info.admin_addr.clone(), json),
+            Err(error) => cluster::MemberState::down(own_id, None, format!("encoding the status: {error}")),
+        },
+        Err(_) => cluster::MemberState::down(
+            own_id,
+            state.info.admin_addr.clone(),
+            "the node loop did not answer".into(),
+        ),
+    }];
+    for (id, fetch) in fetches {
+        nodes.push(fetch.await.unwrap_or_else(|error| {
+            cluster::MemberState::down(id, admin_addr(id), format!("asking it failed: {error}"))
+        }));
+    }
+    nodes.sort_by_key(|node| node.id);
+    let view = cluster::ClusterView { served_by: own_id, nodes };
+    match serde_json::to_string(&view) {
+        Ok(json) => {
+            ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json + "\n")
+                .into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the cluster view: {error}\n"))
+            .into_response(),
+    }
+}
+
 async fn not_found(uri: Uri) -> Response {
-    let text = format!("no page at {}; try /status, /metrics or /health\n", uri.path());
+    let text = format!("no page at {}; try /, /cluster, /status, /metrics or /health\n", uri.path());
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
