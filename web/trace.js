@@ -177,7 +177,9 @@ function el(tag, attrs, text) {
   return element;
 }
 
-const termColor = (term) => (term ? `hsl(${(term * 67) % 360}, 62%, 46%)` : "#c9ced8");
+// Ten colours that stay distinct side by side (Tableau 10), so neighbouring terms never look alike.
+const TERM_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#9c755f", "#edc948", "#ff9da7", "#bab0ac"];
+const termColor = (term) => (term ? TERM_COLORS[(term - 1) % TERM_COLORS.length] : "#c9ced8");
 const roleColor = { leader: "#d18b00", candidate: "#7a4cc2", precandidate: "#a77fe0", follower: "#2f6fbd" };
 
 function messageKind(text) {
@@ -205,15 +207,16 @@ function drawCluster(state, index) {
       svg.append(el("line", { x1: p.x, y1: p.y, x2: q.x, y2: q.y, ...style }));
     }
   }
-  // Messages in flight at this moment, positioned by how much of their trip is done.
-  let drawn = 0;
-  let inFlight = 0;
+  // Messages in flight at this moment, positioned by how much of their trip is done; past the cap, the
+  // most recently sent are drawn.
+  const flying = [];
   for (const message of messageList) {
     if (message.sendIndex > index) break;
-    if (message.endIndex <= index) continue;
-    inFlight += 1;
-    if (drawn >= MAX_MESSAGES_DRAWN) continue;
-    drawn += 1;
+    if (message.endIndex > index) flying.push(message);
+  }
+  const inFlight = flying.length;
+  const drawn = Math.min(inFlight, MAX_MESSAGES_DRAWN);
+  for (const message of flying.slice(inFlight - drawn)) {
     const p = position(message.from);
     const q = position(message.to);
     const span = Number.isFinite(message.endT) ? Math.max(1, message.endT - message.sendT) : 1e6;
@@ -240,9 +243,11 @@ function drawCluster(state, index) {
     group.append(el("circle", { cx: p.x, cy: p.y, r: NODE_RADIUS, fill, stroke: node.status === "paused" || node.status === "armed" ? "#c0392b" : "#fff", "stroke-width": 3, "stroke-dasharray": node.status === "paused" ? "5 4" : "none" }));
     group.append(el("text", { x: p.x, y: p.y - 6, "text-anchor": "middle", fill: "#fff", "font-size": 20, "font-weight": 700 }, down ? "×" : String(node.term)));
     group.append(el("text", { x: p.x, y: p.y + 14, "text-anchor": "middle", fill: "#fff", "font-size": 10 }, down ? "crashed" : "term"));
-    const label = `node ${id} · ${down ? "crashed" : node.role}${node.status === "paused" ? " (paused)" : node.status === "armed" ? " (power loss armed)" : ""}`;
+    const detail = `${down ? "crashed" : node.role}${node.status === "paused" ? " · paused" : node.status === "armed" ? " · power loss armed" : ""}`;
     const below = p.y > CENTER.y + 10 || nodeCount === 1;
-    group.append(el("text", { x: p.x, y: below ? p.y + NODE_RADIUS + 20 : p.y - NODE_RADIUS - 12, "text-anchor": "middle", fill: "#1d2330", "font-size": 13, "font-weight": 600 }, label));
+    const labelY = below ? p.y + NODE_RADIUS + 17 : p.y - NODE_RADIUS - 24;
+    group.append(el("text", { x: p.x, y: labelY, "text-anchor": "middle", fill: "#1d2330", "font-size": 13, "font-weight": 700 }, `node ${id}`));
+    group.append(el("text", { x: p.x, y: labelY + 14, "text-anchor": "middle", fill: "#6b7385", "font-size": 11 }, detail));
     svg.append(group);
   }
   svg.append(el("text", { x: 10, y: 410, fill: "#6b7385", "font-size": 11 }, `${inFlight} message${inFlight === 1 ? "" : "s"} in flight${inFlight > drawn ? ` (${drawn} drawn)` : ""}`));
@@ -420,7 +425,9 @@ function setUp() {
     document.getElementById("current").textContent = "this trace has no events";
     return;
   }
-  show(0);
+  // A position in the address (page.html#1234) opens the replay at that event, to share a moment.
+  const linked = Number(location.hash.slice(1));
+  show(Number.isInteger(linked) && linked > 0 ? linked : 0);
 }
 
 setUp();
