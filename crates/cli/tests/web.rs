@@ -191,6 +191,19 @@ fn the_trace_viewer_replays_a_recorded_seed_and_moves_when_stepped() {
     let height = browser.eval("document.documentElement.scrollHeight").as_u64().unwrap_or(900);
     browser.resize(1100, height.clamp(600, 1400) as u32);
     browser.screenshot("trace-viewer");
+
+    // The slider jumps anywhere: to the last leader of the run, whose term is past the first one's.
+    let last_leader = browser.eval(
+        "(() => { const s = document.getElementById('slider'); s.value = s.max; \
+         s.dispatchEvent(new Event('input')); \
+         return document.querySelector('#cluster [data-role=\"leader\"]')?.dataset.term; })()",
+    );
+    assert_eq!(
+        browser.eval("document.body.dataset.index"),
+        browser.eval("document.getElementById('slider').max")
+    );
+    println!("the run ends with a leader in term {last_leader}");
+    browser.screenshot("trace-viewer-end");
     assert!(browser.exceptions.is_empty(), "the page threw: {:?}", browser.exceptions);
 }
 

@@ -53,15 +53,24 @@ pub struct Browser {
     pub exceptions: Vec<String>,
 }
 
-/// The browser to run: `$RAFTKV_CHROMIUM`, else `chromium` or `chromium-browser` on the PATH.
-fn find_chromium() -> Option<PathBuf> {
+/// The browser to run: `$RAFTKV_CHROMIUM`, else `chromium` or `chromium-browser` on the PATH; or why
+/// there is none.
+fn find_chromium() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("RAFTKV_CHROMIUM") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("RAFTKV_CHROMIUM={} is not a file", path.display()))
+        };
     }
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
         .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            "no `chromium` on the PATH (install Debian's `chromium` to run the browser tests)".to_string()
+        })
 }
 
 /// Where screenshots go: `target/test-artifacts/`.
@@ -77,9 +86,12 @@ pub fn artifacts_dir() -> PathBuf {
 impl Browser {
     /// Starts headless Chromium with a fresh profile, or prints why `test` is skipped and returns `None`.
     pub fn launch(test: &str) -> Option<Browser> {
-        let Some(chromium) = find_chromium() else {
-            println!("skipped {test}: no `chromium` on the PATH (install Debian's `chromium` to run the browser tests)");
-            return None;
+        let chromium = match find_chromium() {
+            Ok(chromium) => chromium,
+            Err(why) => {
+                println!("skipped {test}: {why}");
+                return None;
+            }
         };
         let profile_dir = std::env::temp_dir().join(format!("raftkv-chromium-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile_dir);
