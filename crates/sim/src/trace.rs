@@ -35,6 +35,9 @@ pub enum TraceEvent {
         from: NodeId,
         to: NodeId,
     },
+    /// A message that will not arrive: refused by the network when sent (reason `Lost` or `Partitioned`,
+    /// recorded right after its `send`), or dropped while in flight. Every `send` ends in a `deliver` or a
+    /// `drop` unless the run ends first.
     Drop {
         id: u64,
         from: NodeId,

@@ -538,12 +538,17 @@ impl World {
                 other => other.kind().to_string(),
             };
             let outcome = self.network.send(self.now, from, to, message);
-            let id = match outcome {
-                SendOutcome::Queued { id, .. }
-                | SendOutcome::Lost { id }
-                | SendOutcome::Partitioned { id } => id,
+            let (id, dropped_at_once) = match outcome {
+                SendOutcome::Queued { id, .. } => (id, None),
+                SendOutcome::Lost { id } => (id, Some("Lost")),
+                SendOutcome::Partitioned { id } => (id, Some("Partitioned")),
             };
             self.trace.record(self.now, TraceEvent::Send { id, from, to, message: description });
+            // Every send ends in a deliver or a drop, so a reader of the trace (the viewer) never takes a
+            // message the network refused for one still in flight.
+            if let Some(reason) = dropped_at_once {
+                self.trace.record(self.now, TraceEvent::Drop { id, from, to, reason: reason.into() });
+            }
         }
         if self.network.in_flight_count() > MAX_MESSAGES_IN_FLIGHT {
             return Err(Violation {
