@@ -207,6 +207,56 @@ fn the_trace_viewer_replays_a_recorded_seed_and_moves_when_stepped() {
     assert!(browser.exceptions.is_empty(), "the page threw: {:?}", browser.exceptions);
 }
 
+#[test]
+fn raftkv_trace_listen_serves_the_same_page_and_refuses_a_file_that_is_not_a_trace() {
+    let dir = std::env::temp_dir().join(format!("raftkv-test-trace-listen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let trace = record_trace(&dir);
+    let mut server = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .arg("trace")
+            .arg(&trace)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // "serving the trace viewer at http://127.0.0.1:PORT/ (Ctrl-C to stop)"
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let page = harness::http::get(port, "/").unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"trace-data\"") && page.body.contains("\"kind\":\"run\""));
+    assert_eq!(harness::http::get(port, "/elsewhere").unwrap().status, 404);
+    drop(server);
+
+    let not_a_trace = dir.join("not-a-trace.jsonl");
+    std::fs::write(&not_a_trace, "hello\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_raftkv")).arg("trace").arg(&not_a_trace).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 1 is not JSON"), "{stderr}");
+}
+
+/// Kills and reaps a child process on drop (also when the test fails).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
