@@ -20,7 +20,7 @@ pub mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -53,10 +53,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(get_health))
         .route("/cluster", get(get_cluster))
         .route("/", get(|| async { web::asset("index.html") }))
-        .route(
-            "/{file}",
-            get(|axum::extract::Path(file): axum::extract::Path<String>| async move { web::asset(&file) }),
-        )
+        .route("/{file}", get(get_asset))
         .fallback(not_found)
         .with_state(state)
 }
@@ -116,37 +113,51 @@ async fn get_health(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
+/// `GET /` and the live view's other files.
+async fn get_asset(Path(file): Path<String>) -> Response {
+    web::asset(&file)
+}
+
 /// This node's status (from its loop) and every other member's (over HTTP, concurrently, each bounded by
-/// [`cluster::MEMBER_TIMEOUT`]).
+/// [`cluster::MEMBER_TIMEOUT`]), so the whole answer takes about as long as the slowest member allows.
 async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
-    let own = node_status(&state).await;
-    let own_id = own.as_ref().map_or(state.node_id, |status| status.node_id);
-    // Every member the configuration flags name, and any member of the configuration in force they do
-    // not (shown as down: nobody told this node its admin address).
-    let mut ids: Vec<NodeId> = state.info.members.iter().map(|m| m.id).collect();
-    if let Ok(status) = &own {
-        ids.extend(status.voters.iter().chain(&status.learners));
-    }
-    ids.push(own_id);
-    ids.sort_unstable();
-    ids.dedup();
+    let own_id = state.node_id;
     let admin_addr = |id: NodeId| state.info.member(id).and_then(|m| m.admin_addr.clone());
-    let fetches: Vec<_> = ids
+    // Ask every configured member at once, before waiting for this node's own loop.
+    let fetches: Vec<_> = state
+        .info
+        .members
         .iter()
-        .filter(|&&id| id != own_id)
-        .map(|&id| (id, tokio::spawn(cluster::fetch_member(id, admin_addr(id)))))
+        .filter(|member| member.id != own_id)
+        .map(|member| (member.id, tokio::spawn(cluster::fetch_member(member.id, admin_addr(member.id)))))
         .collect();
-    let mut nodes = vec![match own {
-        Ok(status) => match serde_json::to_value(status::view(&state.info, &status)) {
-            Ok(json) => cluster::MemberState::up(own_id, state.info.admin_addr.clone(), json),
-            Err(error) => cluster::MemberState::down(own_id, None, format!("encoding the status: {error}")),
-        },
-        Err(_) => cluster::MemberState::down(
+    let mut nodes = Vec::with_capacity(fetches.len() + 1);
+    match node_status(&state).await {
+        Ok(status) => {
+            // A member of the configuration in force that the flags do not name: nobody told this node
+            // its admin address, so it shows as down with that reason.
+            for &id in status.voters.iter().chain(&status.learners) {
+                if id != own_id && state.info.member(id).is_none() {
+                    nodes.push(cluster::MemberState::down(
+                        id,
+                        None,
+                        "no admin address configured for it".into(),
+                    ));
+                }
+            }
+            nodes.push(match serde_json::to_value(status::view(&state.info, &status)) {
+                Ok(json) => cluster::MemberState::up(own_id, state.info.admin_addr.clone(), json),
+                Err(error) => {
+                    cluster::MemberState::down(own_id, None, format!("encoding the status: {error}"))
+                }
+            });
+        }
+        Err(_) => nodes.push(cluster::MemberState::down(
             own_id,
             state.info.admin_addr.clone(),
-            "the node loop did not answer".into(),
-        ),
-    }];
+            format!("the node loop did not answer within {STATUS_TIMEOUT:?}"),
+        )),
+    }
     for (id, fetch) in fetches {
         nodes.push(fetch.await.unwrap_or_else(|error| {
             cluster::MemberState::down(id, admin_addr(id), format!("asking it failed: {error}"))
