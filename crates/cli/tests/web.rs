@@ -179,9 +179,17 @@ fn the_trace_viewer_replays_a_recorded_seed_and_moves_when_stepped() {
     }
     assert_eq!(browser.eval(leader_shown), Value::Bool(true), "a leader within 50 changes");
     // Play a little so that entries are appended and messages fly.
+    let before_play: u64 = browser.eval("Number(document.body.dataset.index)").as_u64().unwrap();
     browser.eval("document.getElementById('speed').value = '250'; document.getElementById('play').click()");
-    std::thread::sleep(Duration::from_millis(800));
+    browser.wait_for(
+        Duration::from_secs(10),
+        "playing to move through the trace",
+        &format!("Number(document.body.dataset.index) > {before_play} + 20"),
+    );
     browser.eval("document.getElementById('play').click()");
+    let paused_at = browser.eval("document.body.dataset.index");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(browser.eval("document.body.dataset.index"), paused_at, "pause stops the replay");
     browser.wait_for(
         Duration::from_secs(10),
         "log entries to be drawn",
