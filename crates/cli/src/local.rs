@@ -21,7 +21,7 @@ pub struct LocalArgs {
     /// Node N's clients connect to base-port + N - 1; its peers to base-port + 100 + N - 1.
     #[arg(long, default_value_t = 7001)]
     base_port: u16,
-    /// Node N's admin HTTP endpoint (/status, /metrics, /health) listens on admin-base-port + N - 1.
+    /// Node N's admin HTTP endpoint (the live view at /, /status, /metrics, /health) listens on admin-base-port + N - 1.
     #[arg(long, default_value_t = 8001)]
     admin_base_port: u16,
     /// Minimum election timeout of every node.
@@ -225,6 +225,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
          stops every node.",
         args.base_port, args.admin_base_port
     );
+    println!("Live view: open http://127.0.0.1:{}/ in a browser.", args.admin_base_port);
     Ok(children)
 }
 

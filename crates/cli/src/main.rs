@@ -11,6 +11,7 @@ mod local;
 mod serve;
 mod sim;
 mod status;
+mod trace;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,9 @@ enum Command {
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
     Sim(sim::SimArgs),
+    /// Turn a simulator trace (`raftkv sim --seed N --trace FILE`) into a page that replays the run:
+    /// written as one self-contained HTML file, or served with --listen.
+    Trace(trace::TraceArgs),
     /// Check a Jepsen-style EDN history for linearizability: exit 0 linearizable, 1 not, 2 undecided
     /// within the search budget, 3 unreadable input or bad arguments. See `raftkv check --help`.
     // The flags are parsed in check.rs so that a usage error exits 3, never clap's 2 ("undecided").
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Trace(args) => trace::run(args),
         Command::Check { args } => check::run(args),
     }
 }

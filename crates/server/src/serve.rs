@@ -98,6 +98,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     });
     let admin_task = admin_listener.map(|listener| {
         let state = AdminState {
+            node_id: config.node_id,
             node: handle.clone(),
             info: info.clone(),
             metrics: metrics.clone(),

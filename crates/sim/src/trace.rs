@@ -35,6 +35,9 @@ pub enum TraceEvent {
         from: NodeId,
         to: NodeId,
     },
+    /// A message that will not arrive: refused by the network when sent (reason `Lost` or `Partitioned`,
+    /// recorded right after its `send`), or dropped while in flight. Every `send` ends in a `deliver` or a
+    /// `drop` unless the run ends first.
     Drop {
         id: u64,
         from: NodeId,
@@ -52,6 +55,24 @@ pub enum TraceEvent {
         term: Term,
         vote: Option<NodeId>,
         last_index: Index,
+    },
+    /// Entries made durable in a node's log: `terms[i]` is the term of entry `first_index + i`. Entries
+    /// from `first_index` on replace whatever the log held there (a conflicting suffix is cut first), so
+    /// the trace viewer can redraw every node's log from these alone.
+    Append {
+        node: NodeId,
+        first_index: Index,
+        terms: Vec<Term>,
+    },
+    /// A node restarted from its disk with this log (entry `first_index + i` has term `terms[i]`; the log
+    /// before `first_index` is in a snapshot) and this hard state and commit index.
+    Recover {
+        node: NodeId,
+        term: Term,
+        vote: Option<NodeId>,
+        commit_index: Index,
+        first_index: Index,
+        terms: Vec<Term>,
     },
     Commit {
         node: NodeId,

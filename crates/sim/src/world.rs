@@ -538,12 +538,17 @@ impl World {
                 other => other.kind().to_string(),
             };
             let outcome = self.network.send(self.now, from, to, message);
-            let id = match outcome {
-                SendOutcome::Queued { id, .. }
-                | SendOutcome::Lost { id }
-                | SendOutcome::Partitioned { id } => id,
+            let (id, dropped_at_once) = match outcome {
+                SendOutcome::Queued { id, .. } => (id, None),
+                SendOutcome::Lost { id } => (id, Some("Lost")),
+                SendOutcome::Partitioned { id } => (id, Some("Partitioned")),
             };
             self.trace.record(self.now, TraceEvent::Send { id, from, to, message: description });
+            // Every send ends in a deliver or a drop, so a reader of the trace (the viewer) never takes a
+            // message the network refused for one still in flight.
+            if let Some(reason) = dropped_at_once {
+                self.trace.record(self.now, TraceEvent::Drop { id, from, to, reason: reason.into() });
+            }
         }
         if self.network.in_flight_count() > MAX_MESSAGES_IN_FLIGHT {
             return Err(Violation {
@@ -599,6 +604,14 @@ impl World {
                 );
             }
             if let Some(first) = entries.first() {
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Append {
+                        node: id,
+                        first_index: first.index,
+                        terms: entries.iter().map(|e| e.term).collect(),
+                    },
+                );
                 let keep = (first.index - node_state.prefix_first_index) as usize;
                 node_state.prefix_hashes.truncate(keep);
                 for entry in entries {
@@ -739,6 +752,17 @@ impl World {
             raft.commit_index(),
             inner.applied_index(),
         )?;
+        self.trace.record(
+            self.now,
+            TraceEvent::Recover {
+                node: node.id,
+                term: hard_state.term,
+                vote: hard_state.vote,
+                commit_index: raft.commit_index(),
+                first_index: raft.log().first_index(),
+                terms: recovered_entries.iter().map(|e| e.term).collect(),
+            },
+        );
         node.seen_commit = raft.commit_index();
         node.seen_leader_term = None;
         node.seen_role = None;

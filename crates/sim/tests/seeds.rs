@@ -101,6 +101,8 @@ fn replaying_a_seed_gives_a_byte_identical_trace() {
         let (first, first_hash) = traced_run(seed);
         let (second, second_hash) = traced_run(seed);
         assert!(first.len() > 10_000, "the trace records the run");
+        let text = String::from_utf8_lossy(&first);
+        assert!(text.contains(r#""kind":"append","node":"#), "the trace viewer draws logs from appends");
         assert_eq!(first_hash, second_hash);
         assert!(first == second, "seed {seed}: traces differ");
     }

@@ -2,25 +2,32 @@
 //!
 //! - `GET /status`: the node's state as JSON ([`status`]);
 //! - `GET /metrics`: Prometheus text exposition ([`crate::metrics`]);
-//! - `GET /health`: 200 or 503 with a one-line reason ([`health`]).
+//! - `GET /health`: 200 or 503 with a one-line reason ([`health`]);
+//! - `GET /cluster`: every member's `/status` at once, gathered by this node ([`cluster`]);
+//! - `GET /`: the live view, a page that polls `/cluster` ([`web`]; the files are in `web/` at the
+//!   repository root, embedded in the binary).
 //!
 //! Every answer is read from one [`NodeStatus`](crate::node_loop::NodeStatus) asked of the node loop,
 //! the same data path as INFO, so the three pages and INFO never disagree. A node loop that does not
 //! answer within [`STATUS_TIMEOUT`] (stopping, or stuck on a slow disk) gets a 503, never a hung request.
 //! Anything else is a 404 (or 405 for another method on a known path); no request can panic the node.
 
+pub mod cluster;
 pub mod health;
 pub mod status;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+
+use raft::NodeId;
 
 use crate::info::StaticInfo;
 use crate::metrics::Metrics;
@@ -31,6 +38,7 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every admin request may read.
 pub struct AdminState {
+    pub node_id: NodeId,
     pub node: NodeHandle,
     pub info: Arc<StaticInfo>,
     pub metrics: Arc<Metrics>,
@@ -43,6 +51,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
+        .route("/cluster", get(get_cluster))
+        .route("/", get(|| async { web::asset("index.html") }))
+        .route("/{file}", get(get_asset))
         .fallback(not_found)
         .with_state(state)
 }
@@ -102,7 +113,69 @@ async fn get_health(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
+/// `GET /` and the live view's other files.
+async fn get_asset(Path(file): Path<String>) -> Response {
+    web::asset(&file)
+}
+
+/// This node's status (from its loop) and every other member's (over HTTP, concurrently, each bounded by
+/// [`cluster::MEMBER_TIMEOUT`]), so the whole answer takes about as long as the slowest member allows.
+async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
+    let own_id = state.node_id;
+    let admin_addr = |id: NodeId| state.info.member(id).and_then(|m| m.admin_addr.clone());
+    // Ask every configured member at once, before waiting for this node's own loop.
+    let fetches: Vec<_> = state
+        .info
+        .members
+        .iter()
+        .filter(|member| member.id != own_id)
+        .map(|member| (member.id, tokio::spawn(cluster::fetch_member(member.id, admin_addr(member.id)))))
+        .collect();
+    let mut nodes = Vec::with_capacity(fetches.len() + 1);
+    match node_status(&state).await {
+        Ok(status) => {
+            // A member of the configuration in force that the flags do not name: nobody told this node
+            // its admin address, so it shows as down with that reason.
+            for &id in status.voters.iter().chain(&status.learners) {
+                if id != own_id && state.info.member(id).is_none() {
+                    nodes.push(cluster::MemberState::down(
+                        id,
+                        None,
+                        "no admin address configured for it".into(),
+                    ));
+                }
+            }
+            nodes.push(match serde_json::to_value(status::view(&state.info, &status)) {
+                Ok(json) => cluster::MemberState::up(own_id, state.info.admin_addr.clone(), json),
+                Err(error) => {
+                    cluster::MemberState::down(own_id, None, format!("encoding the status: {error}"))
+                }
+            });
+        }
+        Err(_) => nodes.push(cluster::MemberState::down(
+            own_id,
+            state.info.admin_addr.clone(),
+            format!("the node loop did not answer within {STATUS_TIMEOUT:?}"),
+        )),
+    }
+    for (id, fetch) in fetches {
+        nodes.push(fetch.await.unwrap_or_else(|error| {
+            cluster::MemberState::down(id, admin_addr(id), format!("asking it failed: {error}"))
+        }));
+    }
+    nodes.sort_by_key(|node| node.id);
+    let view = cluster::ClusterView { served_by: own_id, nodes };
+    match serde_json::to_string(&view) {
+        Ok(json) => {
+            ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json + "\n")
+                .into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the cluster view: {error}\n"))
+            .into_response(),
+    }
+}
+
 async fn not_found(uri: Uri) -> Response {
-    let text = format!("no page at {}; try /status, /metrics or /health\n", uri.path());
+    let text = format!("no page at {}; try /, /cluster, /status, /metrics or /health\n", uri.path());
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
