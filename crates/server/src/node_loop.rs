@@ -353,7 +353,18 @@ fn log_role_change(node: &ServerNode, last: &mut (Role, u64, Option<NodeId>)) {
     let raft = node.raft();
     let now = (raft.role(), raft.term(), raft.leader_id());
     if now != *last {
-        tracing::info!(role = ?now.0, term = now.1, leader = ?now.2, "role changed");
+        let (role, term, leader) = now;
+        let node = raft.id();
+        // One line per event an operator looks for, each with the node and the term.
+        if role != last.0 && matches!(role, Role::PreCandidate | Role::Candidate) {
+            tracing::info!(node, term, role = ?role, "election started");
+        } else if role == Role::Leader && last.0 != Role::Leader {
+            tracing::info!(node, term, "elected leader");
+        } else if leader != last.2 {
+            tracing::info!(node, term, role = ?role, leader = ?leader, "leader changed");
+        } else {
+            tracing::info!(node, term, role = ?role, leader = ?leader, "role changed");
+        }
         *last = now;
     }
 }
