@@ -81,6 +81,8 @@ pub struct RunReport {
     pub ticks: u64,
     pub violation: Option<Violation>,
     pub trace_hash: u64,
+    /// Leaders' snapshots installed by followers (InstallSnapshot), in the safety and the liveness phase.
+    pub snapshot_installs: [u64; 2],
 }
 
 /// The world of one run.
@@ -104,6 +106,10 @@ pub struct World {
     /// Scenarios only: every entry each node applied, by node index then log index, so that questions
     /// about applied entries survive log compaction.
     applied_entries: Option<Vec<std::collections::BTreeMap<raft::Index, Entry>>>,
+    /// Snapshots installed by followers, by phase (0: safety, 1: liveness).
+    snapshot_installs: [u64; 2],
+    /// 0 in the safety phase, 1 once healed.
+    phase: usize,
 }
 
 /// Client tokens at or above this are liveness probes, not history operations.
@@ -190,6 +196,8 @@ impl World {
             next_probe: 0,
             message_counts: Default::default(),
             applied_entries: None,
+            snapshot_installs: [0, 0],
+            phase: 0,
         };
         world.trace.record(
             0,
@@ -299,6 +307,7 @@ impl World {
             ticks: self.ticks_done,
             violation,
             trace_hash: self.trace.hash(),
+            snapshot_installs: self.snapshot_installs,
         };
         (report, self.trace)
     }
@@ -317,6 +326,7 @@ impl World {
         self.run_until(safety_end, |_| false)?;
 
         self.trace.record(self.now, TraceEvent::Phase { phase: "liveness".into() });
+        self.phase = 1;
         self.workload.stop_invoking();
         self.network.stop_message_faults();
         for action in self.nemesis.heal_all() {
@@ -622,6 +632,7 @@ impl World {
                     }
                     node_state.prefix_first_index = index + 1;
                     node_state.prefix_base = base;
+                    self.snapshot_installs[self.phase] += 1;
                     self.trace.record(
                         self.now,
                         TraceEvent::Fault { fault: format!("node {id} installed snapshot {index}@{term}") },
