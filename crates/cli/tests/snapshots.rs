@@ -82,6 +82,11 @@ fn a_follower_down_while_the_leader_compacts_catches_up_through_install_snapshot
         "the leader compacted far past the stopped follower: snapshot at {leader_snapshot}"
     );
     assert!(metric(&cluster, leader, "raftkv_snapshots_taken_total") >= 2.0);
+    println!(
+        "{count} keys: leader snapshot at {leader_snapshot}, {} snapshots taken, longest node-loop pause {:.1} ms",
+        metric(&cluster, leader, "raftkv_snapshots_taken_total"),
+        1_000.0 * metric(&cluster, leader, "raftkv_node_loop_longest_pause_seconds")
+    );
 
     cluster.start_node(follower, false);
     let target = cluster.commit_index(leader);

@@ -95,7 +95,7 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<(Index, Term)> {
 }
 
 /// Streams a snapshot's data into a temporary file. It owns its file and no borrow of the storage, so it can
-/// be handed to a background thread; [`crate::Storage::install_snapshot`] then publishes what
+/// be handed to a background thread; [`crate::Storage::publish_snapshot`] then publishes what
 /// [`SnapshotWriter::finish`] returns.
 pub struct SnapshotWriter {
     file: Box<dyn DiskFile>,
