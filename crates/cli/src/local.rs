@@ -33,6 +33,9 @@ pub struct LocalArgs {
     /// Writes that would grow the data past this many bytes fail with -OOM on every node (0: no limit).
     #[arg(long, default_value_t = 0)]
     maxmemory: u64,
+    /// Every node snapshots its state machine and compacts its log every this many entries (0: never).
+    #[arg(long, default_value_t = server::config::DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)]
+    snapshot_threshold_entries: u64,
 }
 
 fn parse_node_count(text: &str) -> Result<u64, String> {
@@ -189,7 +192,8 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             .args(["--admin-listen", &format!("127.0.0.1:{}", admin_port(args.admin_base_port, id))])
             .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
             .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()])
-            .args(["--maxmemory", &args.maxmemory.to_string()]);
+            .args(["--maxmemory", &args.maxmemory.to_string()])
+            .args(["--snapshot-threshold-entries", &args.snapshot_threshold_entries.to_string()]);
         for member in &members {
             command.args(["--member", member]);
         }

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// node of a cluster the same value: each replica decides from its own copy of the data.
     #[arg(long, default_value_t = 0)]
     maxmemory: u64,
+    /// Snapshot the state machine and compact the log every this many applied entries (0: never).
+    #[arg(long, default_value_t = server::config::DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)]
+    snapshot_threshold_entries: u64,
     /// Log level (trace, debug, info, warn, error) unless RUST_LOG is set.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -104,6 +107,7 @@ impl ServeArgs {
             max_client_connections: self.max_client_connections,
             max_bulk_bytes: 512 << 20,
             maxmemory_bytes: self.maxmemory,
+            snapshot_threshold_entries: self.snapshot_threshold_entries,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! clock and metrics; the simulator with its network, its simulated time and its safety checker. The node
 //! glue is the same code in both, so the simulator tests what production runs.
 
-use raft::{Entry, HardState, NodeId};
+use raft::{Entry, HardState, Index, NodeId, SnapshotMeta};
 
 use crate::peer::PeerMessage;
 
@@ -25,6 +25,13 @@ pub trait Observer {
     fn persisted(&mut self, _hard_state: Option<&HardState>, _entries: &[Entry]) {}
     /// The state machine applied `entry`.
     fn applied(&mut self, _entry: &Entry) {}
+    /// A leader's snapshot is now this node's durable log start: every entry up to `meta.index` is gone,
+    /// and the entries after it too unless `keep_entries_after` (§7).
+    fn snapshot_installed(&mut self, _meta: &SnapshotMeta, _keep_entries_after: bool) {}
+    /// The state machine was replaced by a snapshot's: it now stands at `index`.
+    fn restored(&mut self, _index: Index) {}
+    /// This node's own snapshot at `meta.index` is durable and the log was compacted up to it.
+    fn snapshot_taken(&mut self, _meta: &SnapshotMeta) {}
 }
 
 /// An observer that watches nothing.

@@ -13,6 +13,12 @@
 //! 3. **apply** committed entries to the state machine, in order, and answer the clients waiting on them;
 //! 4. serve **reads** whose read index the state machine has reached; then **advance** the core.
 //!
+//! Snapshots ([`snapshots`]): the node takes one when its [`SnapshotPolicy`] says so (written by a
+//! [`SnapshotWorker`], on a background thread in the server), then compacts; as a leader it serves the
+//! core's chunk reads from the snapshot file; as a follower it writes received chunks to a temporary
+//! file, verifies it, and installs it: published before the Ready's entries are persisted, restored into
+//! the state machine before that Ready's committed entries are applied.
+//!
 //! Around that loop it keeps what clients need: a session so the node's own retries apply at most once
 //! ([`session`]), commands in flight with their retries and deadlines ([`pending`]), ReadIndex reads
 //! ([`reads`]), and forwarding from followers to the leader ([`peer`]).
@@ -23,8 +29,10 @@ pub mod peer;
 pub mod pending;
 pub mod reads;
 pub mod session;
+pub mod snapshots;
 
 pub use io::{Clock, NoObserver, Observer, Transport};
 pub use node::{errors, Completion, Consistency, Node, NodeError, NodeTiming};
 pub use peer::PeerMessage;
 pub use pending::ClientToken;
+pub use snapshots::{restore_state_machine, InlineWorker, SnapshotJob, SnapshotPolicy, SnapshotWorker};

@@ -7,14 +7,18 @@
 //! completion, including every `Ready` it causes, before it returns.
 
 use kv::{Command, KvStateMachine, Reply, Request, RequestBody, SessionRef};
-use raft::{Entry, EntryPayload, NodeId, ProposeError, Raft, ReadIndexError};
-use storage::{Disk, Storage};
+use raft::{
+    Entry, EntryPayload, NodeId, ProposeError, Raft, ReadIndexError, SnapshotInstall, SnapshotMeta,
+    SnapshotRead, SnapshotWrite,
+};
+use storage::{Disk, FinishedSnapshot, ReceivingSnapshot, Storage};
 
 use crate::io::{Clock, Observer, Transport};
 use crate::peer::PeerMessage;
 use crate::pending::{ClientToken, PendingCommands, Stage};
 use crate::reads::{PendingReads, Read};
 use crate::session::{OwnSession, SessionState};
+use crate::snapshots::{InlineWorker, SnapshotJob, SnapshotPolicy, SnapshotWorker};
 
 /// How a read wants to be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +89,21 @@ pub struct Node<D: Disk, T: Transport, C: Clock, O: Observer> {
     /// Between [`Node::begin_batch`] and [`Node::end_batch`]: inputs only feed the core, and the Ready loop
     /// runs once at the end, so one write and one fsync cover every input of the batch (group commit).
     batching: bool,
+    /// When to take a snapshot of the state machine, and who writes it.
+    snapshot_policy: SnapshotPolicy,
+    snapshot_worker: Box<dyn SnapshotWorker>,
+    /// The index of this node's own snapshot being written, if one is.
+    snapshot_in_progress: Option<raft::Index>,
+    /// The snapshot file arriving from a leader (InstallSnapshot), chunk by chunk.
+    receiving: Option<ReceivingSnapshot>,
+    /// A received, verified snapshot the core accepted: published when its `Ready::snapshot` comes.
+    received: Option<FinishedSnapshot>,
+}
+
+/// What became of a received snapshot file whose last chunk was written.
+enum Received {
+    Verified(FinishedSnapshot),
+    Failed(SnapshotMeta),
 }
 
 const REMOTE_CTX_BASE: u64 = 1 << 62;
@@ -142,7 +161,24 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             now_tick: 0,
             applied_index,
             batching: false,
+            snapshot_policy: SnapshotPolicy::NEVER,
+            snapshot_worker: Box::new(InlineWorker::default()),
+            snapshot_in_progress: None,
+            receiving: None,
+            received: None,
         }
+    }
+
+    /// Takes snapshots by `policy`, written by `worker` (the default: never, written inline).
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy, worker: Box<dyn SnapshotWorker>) -> Self {
+        self.snapshot_policy = policy;
+        self.snapshot_worker = worker;
+        self
+    }
+
+    /// The storage, read-only (status pages, tests).
+    pub fn storage(&self) -> &Storage<D> {
+        &self.storage
     }
 
     pub fn id(&self) -> NodeId {
@@ -262,7 +298,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             self.ask_for_read_index();
             if !self.raft.has_ready() {
                 self.serve_applied_reads();
-                return Ok(());
+                return self.maybe_snapshot();
             }
             self.handle_ready()?;
         }
@@ -280,15 +316,24 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         for message in ready.messages {
             self.transport.send(message.to, PeerMessage::Raft(message));
         }
-        // 2. Persist: one write, one fsync. Messages released by `on_persisted` leave in the next Ready.
+        // 2. Persist: an installed snapshot first (it is the log's new start), then one write, one fsync.
+        //    Messages released by `on_persisted` leave in the next Ready.
+        if let Some(install) = &ready.snapshot {
+            self.persist_installed_snapshot(install)?;
+        }
         if ready.hard_state.is_some() || !ready.entries.is_empty() {
             self.storage.write(ready.hard_state, &ready.entries)?;
             self.observer.persisted(ready.hard_state.as_ref(), &ready.entries);
         }
+        // Chunks of a snapshot being received promise nothing, so they need not be durable for the mark.
+        let received = self.write_snapshot_chunks(ready.snapshot_writes)?;
         if let Some(mark) = ready.persist_mark {
             self.raft.on_persisted(mark);
         }
-        // 3. Apply, in order.
+        // 3. Apply, in order: an installed snapshot replaces the state machine before the entries after it.
+        if let Some(install) = &ready.snapshot {
+            self.restore_installed_snapshot(&install.meta)?;
+        }
         for entry in &ready.committed_entries {
             self.apply(entry);
         }
@@ -299,12 +344,180 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         for failed in ready.failed_reads {
             self.read_index_confirmed(failed.ctx, None);
         }
-        // issue 6: not wired yet. This glue never calls `compact` or `snapshot_received`, so `snapshot` and
-        // `snapshot_reads` stay empty, and no honest peer sends snapshot chunks (every log starts at index
-        // 0). Chunks a peer sends anyway are dropped here: the core then never hears of a complete file and
-        // installs nothing.
-        let _ = (ready.snapshot, ready.snapshot_reads, ready.snapshot_writes);
         self.raft.advance();
+        // After the handshake, so their effects land in the next Ready: tell the core about completed
+        // snapshot files, and serve the chunks it wants to send.
+        self.report_received_snapshots(received);
+        self.serve_snapshot_reads(ready.snapshot_reads);
+        Ok(())
+    }
+
+    /// The persist step of an installation (§7): publish the received file, drop the log it replaces
+    /// (all of it unless the core kept the entries after it), and delete what it covers.
+    fn persist_installed_snapshot(&mut self, install: &SnapshotInstall) -> Result<(), NodeError> {
+        let finished = self.received.take().unwrap_or_else(|| {
+            panic!("node {}: told to install snapshot {:?} that was never received", self.id, install.meta)
+        });
+        assert_eq!(
+            (finished.meta().index, finished.meta().term),
+            (install.meta.index, install.meta.term),
+            "node {}: the snapshot to install is not the one received",
+            self.id
+        );
+        self.storage.publish_snapshot(finished)?;
+        // A crash here leaves the new snapshot with the old log: recovery drops the log unless it holds
+        // the snapshot's entry with its term (storage's recovery table, row 24).
+        if !install.keep_entries_after {
+            self.storage.discard_log_after_snapshot()?;
+        }
+        self.storage.compact()?;
+        self.storage.remove_old_snapshots()?;
+        self.observer.snapshot_installed(&install.meta, install.keep_entries_after);
+        tracing::info!(
+            node = self.id,
+            index = install.meta.index,
+            term = install.meta.term,
+            kept_log = install.keep_entries_after,
+            "installed a snapshot from the leader"
+        );
+        Ok(())
+    }
+
+    /// The apply step of an installation: the state machine becomes the snapshot's.
+    fn restore_installed_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), NodeError> {
+        let config = self.machine.config().clone();
+        self.machine = crate::snapshots::restore_state_machine(&self.storage, config)?;
+        assert!(
+            meta.index > self.applied_index,
+            "node {}: installing snapshot {} at or below applied index {}",
+            self.id,
+            meta.index,
+            self.applied_index
+        );
+        self.applied_index = meta.index;
+        self.observer.restored(meta.index);
+        Ok(())
+    }
+
+    /// Writes chunks of a snapshot being received into its temporary file; verifies the file after its
+    /// last chunk. I/O errors stop the node (as for the log); a file that fails verification is refused.
+    fn write_snapshot_chunks(&mut self, writes: Vec<SnapshotWrite>) -> Result<Vec<Received>, NodeError> {
+        let mut outcomes = Vec::new();
+        for write in writes {
+            let wanted = (write.meta.index, write.meta.term);
+            if write.offset == 0 {
+                // A new transfer (or a restart of one): any partial file is discarded.
+                if let Some(old) = self.receiving.take() {
+                    self.storage.discard_receiving_snapshot(old);
+                }
+                self.receiving = Some(self.storage.begin_receiving_snapshot(wanted.0, wanted.1)?);
+            }
+            let Some(receiving) = self.receiving.as_mut().filter(|r| r.index_and_term() == wanted) else {
+                // Nothing to write into (the node restarted mid-transfer): the transfer starts over.
+                outcomes.push(Received::Failed(write.meta));
+                continue;
+            };
+            receiving.write_at(write.offset, &write.data)?;
+            if !write.done {
+                continue;
+            }
+            let receiving = self.receiving.take().expect("checked above");
+            match self.storage.finish_receiving_snapshot(receiving) {
+                Ok(finished) => outcomes.push(Received::Verified(finished)),
+                Err(error @ storage::Error::Io { .. }) => return Err(error.into()),
+                Err(error) => {
+                    tracing::warn!(node = self.id, %error, "a received snapshot failed verification; refused");
+                    outcomes.push(Received::Failed(write.meta));
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn report_received_snapshots(&mut self, received: Vec<Received>) {
+        for outcome in received {
+            match outcome {
+                Received::Verified(finished) => match self.raft.snapshot_received(&finished.meta().clone()) {
+                    Ok(()) => {
+                        if let Some(old) = self.received.replace(finished) {
+                            self.storage.discard_finished_snapshot(old);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(node = self.id, %error, "received snapshot not needed; deleted");
+                        self.storage.discard_finished_snapshot(finished);
+                    }
+                },
+                Received::Failed(meta) => self.raft.snapshot_receive_failed(&meta),
+            }
+        }
+    }
+
+    /// Reads the chunks the core wants to send. A read that fails (the file was replaced by a newer
+    /// snapshot) is dropped: the core asks again.
+    fn serve_snapshot_reads(&mut self, reads: Vec<SnapshotRead>) {
+        for read in reads {
+            let chunk = self.storage.read_snapshot_chunk(
+                read.snapshot_index,
+                read.snapshot_term,
+                read.offset,
+                read.max_bytes,
+            );
+            match chunk {
+                Ok((data, done)) => {
+                    if let Err(error) = self.raft.snapshot_chunk(read, data.into(), done) {
+                        tracing::debug!(node = self.id, %error, "snapshot chunk dropped");
+                    }
+                }
+                Err(error) => tracing::debug!(node = self.id, %error, "snapshot read dropped"),
+            }
+        }
+    }
+
+    /// Finishes this node's own snapshot if its writer is done, and starts one if the policy says so.
+    fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
+        self.finish_own_snapshot()?;
+        self.start_own_snapshot_if_due()?;
+        self.finish_own_snapshot()
+    }
+
+    fn start_own_snapshot_if_due(&mut self) -> Result<(), NodeError> {
+        let threshold = self.snapshot_policy.threshold_entries;
+        let (boundary, _) = self.raft.log().snapshot_boundary();
+        if threshold == 0 || self.snapshot_in_progress.is_some() || self.applied_index < boundary + threshold
+        {
+            return Ok(());
+        }
+        let index = self.applied_index;
+        let meta = self.raft.snapshot_meta_at(index).expect("the applied index is above the log's start");
+        let state = self.machine.snapshot();
+        assert_eq!(state.applied_index(), index, "node {}: the state machine's index disagrees", self.id);
+        let writer = self.storage.begin_snapshot(meta)?;
+        self.snapshot_in_progress = Some(index);
+        self.snapshot_worker.start(SnapshotJob { state, writer });
+        Ok(())
+    }
+
+    /// Once the file is durable: publish it, compact the core (§7), delete covered segments and files.
+    fn finish_own_snapshot(&mut self) -> Result<(), NodeError> {
+        if self.snapshot_in_progress.is_none() {
+            return Ok(());
+        }
+        let Some(result) = self.snapshot_worker.poll() else { return Ok(()) };
+        self.snapshot_in_progress = None;
+        let finished = result?;
+        if finished.meta().index <= self.storage.snapshot_meta().index {
+            // A leader's snapshot was installed meanwhile, past this one.
+            self.storage.discard_finished_snapshot(finished);
+            return Ok(());
+        }
+        let meta = finished.meta().clone();
+        self.storage.publish_snapshot(finished)?;
+        self.raft.compact(meta.index).expect("a snapshot is taken at an applied index");
+        self.storage.compact()?;
+        self.storage.remove_old_snapshots()?;
+        self.observer.snapshot_taken(&meta);
+        tracing::debug!(node = self.id, index = meta.index, "took a snapshot and compacted the log");
         Ok(())
     }
 

@@ -128,6 +128,17 @@ pub struct ServerConfig {
     /// the state machine from its own byte count, so it must be the same on every node of a cluster.
     #[serde(default)]
     pub maxmemory_bytes: u64,
+    /// Take a snapshot of the state machine (and compact the log) once this many entries were applied
+    /// since the last one; 0: never.
+    #[serde(default = "default_snapshot_threshold_entries")]
+    pub snapshot_threshold_entries: u64,
+}
+
+/// `--snapshot-threshold-entries` unless given.
+pub const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES: u64 = node::SnapshotPolicy::DEFAULT_THRESHOLD_ENTRIES;
+
+fn default_snapshot_threshold_entries() -> u64 {
+    DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES
 }
 
 fn default_max_connections() -> usize {

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod node_loop;
 pub mod node_metrics;
 pub mod serve;
+pub mod snapshot_thread;
 pub mod transport;
 
 pub use config::{Member, ServerConfig, Timing};

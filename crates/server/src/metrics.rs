@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use raft::{NodeId, Role};
 
@@ -56,6 +56,10 @@ pub struct Metrics {
     pub client_connections_accepted: IntCounter,
     pub client_connections_refused: IntCounter,
     pub commands: IntCounterVec,
+
+    pub node_loop_longest_pause: Gauge,
+    pub snapshots_taken: IntCounter,
+    pub snapshots_installed: IntCounter,
 }
 
 /// Latency buckets from 100 µs to about 26 s (×2 each): fsyncs on a fast disk sit at the bottom,
@@ -164,6 +168,23 @@ impl Metrics {
                 "raftkv_commands_total",
                 "Client commands answered, by lower-case command name and whether the reply was an error.",
                 &["command", "result"],
+            ),
+            node_loop_longest_pause: r.register(
+                "raftkv_node_loop_longest_pause_seconds",
+                Gauge::new(
+                    "raftkv_node_loop_longest_pause_seconds",
+                    "The longest time the node loop spent on one batch of events since the process started \
+                     (nothing else is served meanwhile; snapshots are written on another thread).",
+                )
+                .expect("valid metric name"),
+            ),
+            snapshots_taken: r.counter(
+                "raftkv_snapshots_taken_total",
+                "Snapshots of the state machine this node wrote and compacted its log to.",
+            ),
+            snapshots_installed: r.counter(
+                "raftkv_snapshots_installed_total",
+                "Snapshots received from a leader (InstallSnapshot) and installed.",
             ),
             registry,
         };
@@ -312,6 +333,8 @@ mod tests {
             "raftkv_peer_sent_bytes_total",
             "raftkv_fsync_duration_seconds",
             "raftkv_wal_batch_entries",
+            "raftkv_node_loop_longest_pause_seconds",
+            "raftkv_snapshots_taken_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing in:\n{text}");
         }

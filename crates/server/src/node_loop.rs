@@ -186,10 +186,9 @@ pub fn build_node(
         ..raft::Config::new(config.node_id)
     };
     let raft = Raft::new(raft_config, restored)?;
-    let machine = kv::KvStateMachine::new(kv::KvConfig {
-        maxmemory_bytes: config.maxmemory_bytes,
-        ..kv::KvConfig::default()
-    });
+    // The state machine starts from the newest snapshot; the core replays only the log after it.
+    let kv_config = kv::KvConfig { maxmemory_bytes: config.maxmemory_bytes, ..kv::KvConfig::default() };
+    let machine = node::restore_state_machine(&storage, kv_config)?;
     let applied_index = raft.applied_index();
     let node_timing = NodeTiming {
         client_timeout_ticks: timing.ticks(timing.client_timeout_ms),
@@ -205,6 +204,10 @@ pub fn build_node(
         transport,
         SystemClock,
         MetricsObserver { metrics },
+    )
+    .with_snapshots(
+        node::SnapshotPolicy { threshold_entries: config.snapshot_threshold_entries },
+        Box::new(crate::snapshot_thread::ThreadWorker::default()),
     );
     Ok((node, incarnation))
 }
@@ -286,6 +289,7 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
         metrics: node.observer().metrics.clone(),
     };
     while let Some(first) = events.blocking_recv() {
+        let batch_started = Instant::now();
         let mut event = Some(first);
         let mut handled = 0;
         // Group commit: every event that is already waiting is fed to the core first, and one Ready (one
@@ -314,6 +318,11 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
         state.elections.observe(node.raft(), &state.metrics);
         route(&mut node, &mut state);
         log_role_change(&node, &mut state.last_role);
+        // Nothing else is served while a batch runs: its duration is how long the node loop paused.
+        let pause = batch_started.elapsed().as_secs_f64();
+        if pause > state.metrics.node_loop_longest_pause.get() {
+            state.metrics.node_loop_longest_pause.set(pause);
+        }
     }
     Ok(())
 }

@@ -27,6 +27,14 @@ impl Observer for MetricsObserver {
     fn applied(&mut self, _entry: &Entry) {
         self.metrics.applied_entries.inc();
     }
+
+    fn snapshot_taken(&mut self, _meta: &raft::SnapshotMeta) {
+        self.metrics.snapshots_taken.inc();
+    }
+
+    fn snapshot_installed(&mut self, _meta: &raft::SnapshotMeta, _keep_entries_after: bool) {
+        self.metrics.snapshots_installed.inc();
+    }
 }
 
 /// Counts elections and leader changes by comparing the core's state after each input with the state

@@ -224,6 +224,31 @@ impl SafetyChecker {
         Ok(())
     }
 
+    /// The prefix hash of the entry at `(index, term)`, if any node ever held it.
+    pub fn prefix_of(&self, index: Index, term: Term) -> Option<u64> {
+        if index == 0 {
+            return Some(0);
+        }
+        self.prefix_by_position.get(&(index, term)).copied()
+    }
+
+    /// A node's state machine was replaced by a snapshot's at `index` (InstallSnapshot): applies go on
+    /// after it. It may only move forward, and only to what the node knows committed.
+    pub fn observe_restore(&mut self, node: NodeId, index: Index) -> Result<(), Violation> {
+        let record = self.nodes.entry(node).or_default();
+        if index <= record.last_applied || index > record.commit_index {
+            return violation(
+                Check::StateMachineSafety,
+                format!(
+                    "node {node} restored a snapshot at {index} after applying {} with commit index {}",
+                    record.last_applied, record.commit_index
+                ),
+            );
+        }
+        record.last_applied = index;
+        Ok(())
+    }
+
     /// A node applied the entry at `index` with payload digest `digest`.
     pub fn observe_apply(&mut self, node: NodeId, index: Index, digest: u64) -> Result<(), Violation> {
         let record = self.nodes.entry(node).or_default();

@@ -65,6 +65,7 @@ pub fn run_catching_panics(config: RunConfig) -> RunReport {
             ticks: 0,
             violation: Some(Violation { check: Check::Invariant, detail: message }),
             trace_hash: 0,
+            snapshot_installs: [0, 0],
         }
     })
 }

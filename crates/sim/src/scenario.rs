@@ -73,6 +73,7 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         MessageBody::AppendResponse(_) => "append_response",
         MessageBody::Heartbeat(_) => "heartbeat",
         MessageBody::HeartbeatResponse(_) => "heartbeat_response",
+        MessageBody::InstallSnapshot(_) => "install_snapshot",
         _ => "raft_other",
     }
 }
@@ -155,6 +156,7 @@ impl Scenario {
             rng: derive_rng(seed, "scenario", 0),
             world: {
                 world.message_counts_mut().enabled = true;
+                world.record_applied_entries();
                 world
             },
         };
@@ -419,6 +421,21 @@ impl Scenario {
         node.is_running().then(|| node.inner().map(|inner| inner.applied_index())).flatten()
     }
 
+    /// The entry node `id` holds or applied at `index` (its log may have been compacted past it).
+    fn entry_on(&self, id: NodeId, index: Index) -> Option<&Entry> {
+        self.raft(id)?.log().entry(index).or_else(|| self.world.applied_entry(id, index))
+    }
+
+    /// Where the node's log starts: the index of its latest snapshot (0 if none), if it runs.
+    pub fn snapshot_index(&self, id: NodeId) -> Option<Index> {
+        self.raft(id).map(|raft| raft.log().snapshot_boundary().0)
+    }
+
+    /// How many entries the node's log holds after its snapshot, if it runs (the lab's log size check).
+    pub fn log_entries_held(&self, id: NodeId) -> Option<u64> {
+        self.raft(id).map(|raft| raft.last_index() - raft.log().snapshot_boundary().0)
+    }
+
     /// The entries the node has applied, in order (empty if it is down).
     pub fn committed_entries_on(&self, id: NodeId) -> Vec<Entry> {
         let (Some(raft), Some(applied)) = (self.raft(id), self.applied_index(id)) else { return Vec::new() };
@@ -441,7 +458,12 @@ impl Scenario {
             if applied < index {
                 continue;
             }
-            let Some(entry) = raft.log().entry(index) else { continue };
+            let _ = raft;
+            let Some(entry) = self.entry_on(id, index) else {
+                // Applied through a snapshot: the state machine has it, the entry itself is gone.
+                count += 1;
+                continue;
+            };
             if let Some((other, known)) = &agreed {
                 if known != entry {
                     self.fail(format!(
@@ -461,9 +483,9 @@ impl Scenario {
     pub fn applied_index_of(&self, command: &Command, floor: Index) -> Option<Index> {
         self.node_ids()
             .filter_map(|id| {
-                let (raft, applied) = (self.raft(id)?, self.applied_index(id)?);
+                let applied = self.applied_index(id)?;
                 (floor + 1..=applied)
-                    .find(|&i| raft.log().entry(i).and_then(command_of).as_ref() == Some(command))
+                    .find(|&i| self.entry_on(id, i).and_then(command_of).as_ref() == Some(command))
             })
             .min()
     }

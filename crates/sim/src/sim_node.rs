@@ -37,11 +37,29 @@ impl Clock for SimClock {
     }
 }
 
+/// What the node made durable, in order.
+pub enum Persisted {
+    Batch(Option<HardState>, Vec<Entry>),
+    /// A leader's snapshot became the log's start (entries after it kept only if `keep_entries_after`).
+    Snapshot {
+        index: raft::Index,
+        term: raft::Term,
+        keep_entries_after: bool,
+    },
+}
+
+/// What the state machine did, in order.
+pub enum Applied {
+    Entry(Entry),
+    /// Replaced by a snapshot's state at this index.
+    Restored(raft::Index),
+}
+
 /// What the node reported through its observer since the world last looked.
 #[derive(Default)]
 pub struct Observed {
-    pub persisted: Vec<(Option<HardState>, Vec<Entry>)>,
-    pub applied: Vec<Entry>,
+    pub persisted: Vec<Persisted>,
+    pub applied: Vec<Applied>,
 }
 
 /// Collects observations for the world's safety checks.
@@ -52,11 +70,20 @@ pub struct SimObserver {
 
 impl Observer for SimObserver {
     fn persisted(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) {
-        self.observed.persisted.push((hard_state.copied(), entries.to_vec()));
+        self.observed.persisted.push(Persisted::Batch(hard_state.copied(), entries.to_vec()));
     }
 
     fn applied(&mut self, entry: &Entry) {
-        self.observed.applied.push(entry.clone());
+        self.observed.applied.push(Applied::Entry(entry.clone()));
+    }
+
+    fn snapshot_installed(&mut self, meta: &raft::SnapshotMeta, keep_entries_after: bool) {
+        let (index, term) = (meta.index, meta.term);
+        self.observed.persisted.push(Persisted::Snapshot { index, term, keep_entries_after });
+    }
+
+    fn restored(&mut self, index: raft::Index) {
+        self.observed.applied.push(Applied::Restored(index));
     }
 }
 
@@ -93,6 +120,8 @@ pub struct SimNode {
     /// `first_index + i`.
     pub prefix_hashes: Vec<u64>,
     pub prefix_first_index: raft::Index,
+    /// The prefix hash of the entry just before `prefix_first_index` (the snapshot's; 0 at index 0).
+    pub prefix_base: u64,
     /// The commit index the checker last saw.
     pub seen_commit: raft::Index,
     /// Whether the checker saw this node lead in its current term.

@@ -65,6 +65,10 @@ pub struct FaultSettings {
     /// leader that replicated an earlier term's entry to a majority and failed before its own term's
     /// entry got there.
     pub leader_crash: f64,
+    /// Each node snapshots its state machine and compacts its log every this many applied entries (0:
+    /// never). Not a fault but drawn like one: low thresholds put snapshots, compaction and
+    /// InstallSnapshot at random points under every other fault (a crash mid-write or mid-install too).
+    pub snapshot_threshold_entries: u64,
 }
 
 /// A crashed new leader dies at most this long after taking office: three ticks, a few heartbeats.
@@ -87,6 +91,10 @@ impl FaultSettings {
     /// The core's default batch; "off" for the batch-limit class, whose maximum is one entry per message.
     const DEFAULT_MAX_ENTRIES_PER_MESSAGE: usize = 256;
     const MAX_LEADER_CRASH: f64 = 0.9;
+    /// The snapshot class: at its maximum a snapshot every this many entries, the highest threshold is
+    /// `SNAPSHOT_THRESHOLD_RANGE` times that (log-uniform in between); off means never.
+    const MIN_SNAPSHOT_THRESHOLD_ENTRIES: f64 = 5.0;
+    const SNAPSHOT_THRESHOLD_RANGE: f64 = 200.0;
 
     /// Draws the settings of run `seed` from their own random stream.
     pub fn draw(seed: u64) -> Self {
@@ -109,7 +117,18 @@ impl FaultSettings {
                 .round() as usize,
             // Drawn last, so that adding it left every other class's draw of every seed as it was.
             leader_crash: draw_level(&mut rng) * Self::MAX_LEADER_CRASH,
+            // Drawn last for the same reason.
+            snapshot_threshold_entries: Self::snapshot_threshold(draw_level(&mut rng)),
         }
+    }
+
+    /// Level 0 is off; above it, log-uniform from 1,000 entries down to 5 at level 1.
+    fn snapshot_threshold(level: f64) -> u64 {
+        if level == 0.0 {
+            return 0;
+        }
+        (Self::MIN_SNAPSHOT_THRESHOLD_ENTRIES * Self::SNAPSHOT_THRESHOLD_RANGE.powf(1.0 - level)).round()
+            as u64
     }
 
     /// No faults at all: a perfect network, no crashes. Named scenarios start here and add what they test.
@@ -128,6 +147,7 @@ impl FaultSettings {
             disk_torn_page: 0.25,
             max_entries_per_message: Self::DEFAULT_MAX_ENTRIES_PER_MESSAGE,
             leader_crash: 0.0,
+            snapshot_threshold_entries: 0,
         }
     }
 }
@@ -138,7 +158,7 @@ impl fmt::Display for FaultSettings {
             f,
             "loss={:.3} dup={:.3} late={:.3} delay_mean={}us partition/ms={:.5} clog/ms={:.5} \
              crash/ms={:.5} pause/ms={:.5} drift={:.3} disk_loss={:.2} disk_torn={:.2} batch={} \
-             leader_crash={:.2}",
+             leader_crash={:.2} snapshot_every={}",
             self.message_loss,
             self.message_duplication,
             self.message_late,
@@ -151,7 +171,8 @@ impl fmt::Display for FaultSettings {
             self.disk_page_loss,
             self.disk_torn_page,
             self.max_entries_per_message,
-            self.leader_crash
+            self.leader_crash,
+            self.snapshot_threshold_entries
         )
     }
 }
@@ -193,6 +214,12 @@ mod tests {
         let at_max = batches.iter().filter(|&&b| b == 1).count() as u64;
         assert!(off * 10 >= SEEDS, "batch limit off in only {off} of {SEEDS} seeds");
         assert!(at_max * 10 >= SEEDS, "one entry per message in only {at_max} of {SEEDS} seeds");
+        let thresholds: Vec<u64> = all.iter().map(|s| s.snapshot_threshold_entries).collect();
+        let off = thresholds.iter().filter(|&&t| t == 0).count() as u64;
+        let at_max = thresholds.iter().filter(|&&t| t == 5).count() as u64;
+        assert!(thresholds.iter().all(|&t| t == 0 || (5..=1_000).contains(&t)));
+        assert!(off * 10 >= SEEDS, "snapshots off in only {off} of {SEEDS} seeds");
+        assert!(at_max * 10 >= SEEDS, "a snapshot every 5 entries in only {at_max} of {SEEDS} seeds");
     }
 
     #[test]

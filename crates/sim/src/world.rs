@@ -23,7 +23,7 @@ use crate::history;
 use crate::nemesis::{FaultAction, Nemesis};
 use crate::network::{Delivery, Network, SendOutcome, TimeUs};
 use crate::seed::{derive_rng, derive_seed};
-use crate::sim_node::{Liveness, Pending, SimNode};
+use crate::sim_node::{Applied, Liveness, Pending, Persisted, SimNode};
 use crate::swarm::FaultSettings;
 use crate::trace::{Trace, TraceEvent};
 use crate::workload::{Outcome, Workload};
@@ -81,6 +81,8 @@ pub struct RunReport {
     pub ticks: u64,
     pub violation: Option<Violation>,
     pub trace_hash: u64,
+    /// Leaders' snapshots installed by followers (InstallSnapshot), in the safety and the liveness phase.
+    pub snapshot_installs: [u64; 2],
 }
 
 /// The world of one run.
@@ -101,6 +103,13 @@ pub struct World {
     next_probe: u64,
     /// Messages put on the network, by kind (counted only when a scenario asks for it).
     message_counts: crate::scenario::MessageCounts,
+    /// Scenarios only: every entry each node applied, by node index then log index, so that questions
+    /// about applied entries survive log compaction.
+    applied_entries: Option<Vec<std::collections::BTreeMap<raft::Index, Entry>>>,
+    /// Snapshots installed by followers, by phase (0: safety, 1: liveness).
+    snapshot_installs: [u64; 2],
+    /// 0 in the safety phase, 1 once healed.
+    phase: usize,
 }
 
 /// Client tokens at or above this are liveness probes, not history operations.
@@ -152,6 +161,7 @@ impl World {
                     incarnation: 0,
                     prefix_hashes: Vec::new(),
                     prefix_first_index: 1,
+                    prefix_base: 0,
                     seen_commit: 0,
                     seen_leader_term: None,
                     seen_role: None,
@@ -185,6 +195,9 @@ impl World {
             probe_outcomes: Vec::new(),
             next_probe: 0,
             message_counts: Default::default(),
+            applied_entries: None,
+            snapshot_installs: [0, 0],
+            phase: 0,
         };
         world.trace.record(
             0,
@@ -240,6 +253,17 @@ impl World {
         std::mem::take(&mut self.probe_outcomes)
     }
 
+    /// From now on, remember every entry each node applies ([`World::applied_entry`]).
+    pub(crate) fn record_applied_entries(&mut self) {
+        self.applied_entries = Some(vec![Default::default(); self.nodes.len()]);
+    }
+
+    /// The entry node `id` applied at `index`, if it applied one there (not through a snapshot) while
+    /// recording was on.
+    pub(crate) fn applied_entry(&self, id: NodeId, index: raft::Index) -> Option<&Entry> {
+        self.applied_entries.as_ref()?[id as usize - 1].get(&index)
+    }
+
     pub(crate) fn message_counts_mut(&mut self) -> &mut crate::scenario::MessageCounts {
         &mut self.message_counts
     }
@@ -283,6 +307,7 @@ impl World {
             ticks: self.ticks_done,
             violation,
             trace_hash: self.trace.hash(),
+            snapshot_installs: self.snapshot_installs,
         };
         (report, self.trace)
     }
@@ -301,6 +326,7 @@ impl World {
         self.run_until(safety_end, |_| false)?;
 
         self.trace.record(self.now, TraceEvent::Phase { phase: "liveness".into() });
+        self.phase = 1;
         self.workload.stop_invoking();
         self.network.stop_message_faults();
         for action in self.nemesis.heal_all() {
@@ -590,7 +616,35 @@ impl World {
             let snapshot_index = raft.log().first_index().saturating_sub(1);
             self.checker.observe_new_leader_log(id, term, snapshot_index, |i| raft.term_at(i))?;
         }
-        for (hard_state, entries) in &observed.persisted {
+        for persisted in &observed.persisted {
+            let (hard_state, entries) = match persisted {
+                Persisted::Batch(hard_state, entries) => (hard_state, entries),
+                &Persisted::Snapshot { index, term, keep_entries_after } => {
+                    // The log now starts after the snapshot: the chain continues from its entry's hash.
+                    let Some(base) = self.checker.prefix_of(index, term) else {
+                        return Err(Violation {
+                            check: Check::LogMatching,
+                            detail: format!(
+                                "node {id} installed snapshot {index}@{term}, an entry nobody held"
+                            ),
+                        });
+                    };
+                    if keep_entries_after {
+                        let covered = (index + 1 - node_state.prefix_first_index) as usize;
+                        node_state.prefix_hashes.drain(..covered.min(node_state.prefix_hashes.len()));
+                    } else {
+                        node_state.prefix_hashes.clear();
+                    }
+                    node_state.prefix_first_index = index + 1;
+                    node_state.prefix_base = base;
+                    self.snapshot_installs[self.phase] += 1;
+                    self.trace.record(
+                        self.now,
+                        TraceEvent::Fault { fault: format!("node {id} installed snapshot {index}@{term}") },
+                    );
+                    continue;
+                }
+            };
             if let Some(hs) = hard_state {
                 self.checker.observe_durable_hard_state(id, hs.term, hs.vote);
                 self.trace.record(
@@ -615,7 +669,7 @@ impl World {
                 let keep = (first.index - node_state.prefix_first_index) as usize;
                 node_state.prefix_hashes.truncate(keep);
                 for entry in entries {
-                    let previous = node_state.prefix_hashes.last().copied().unwrap_or(0);
+                    let previous = node_state.prefix_hashes.last().copied().unwrap_or(node_state.prefix_base);
                     let prefix = chain(previous, entry_digest(entry));
                     node_state.prefix_hashes.push(prefix);
                     self.checker.observe_entry(id, entry_digest(entry), prefix)?;
@@ -633,9 +687,20 @@ impl World {
             node_state.seen_commit = commit;
             self.trace.record(self.now, TraceEvent::Commit { node: id, index: commit });
         }
-        for entry in &observed.applied {
-            self.checker.observe_apply(id, entry.index, digest(entry))?;
-            self.trace.record(self.now, TraceEvent::Apply { node: id, index: entry.index, term: entry.term });
+        for applied in &observed.applied {
+            match applied {
+                Applied::Entry(entry) => {
+                    self.checker.observe_apply(id, entry.index, digest(entry))?;
+                    if let Some(recorded) = self.applied_entries.as_mut() {
+                        recorded[index].insert(entry.index, entry.clone());
+                    }
+                    self.trace.record(
+                        self.now,
+                        TraceEvent::Apply { node: id, index: entry.index, term: entry.term },
+                    );
+                }
+                &Applied::Restored(index) => self.checker.observe_restore(id, index)?,
+            }
         }
         Ok(())
     }
@@ -726,12 +791,14 @@ impl World {
             client_timeout_ticks: CLIENT_TIMEOUT_TICKS,
             retry_ticks: 2 * ELECTION_TIMEOUT_TICKS,
         };
-        let booted = crate::boot::recover(node, CLUSTER_ID, &self.config, timing, |config| raft::Config {
-            election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
-            max_entries_per_message: self.settings.max_entries_per_message,
-            heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
-            ..config
-        });
+        let snapshots = node::SnapshotPolicy { threshold_entries: self.settings.snapshot_threshold_entries };
+        let booted =
+            crate::boot::recover(node, CLUSTER_ID, &self.config, timing, snapshots, |config| raft::Config {
+                election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
+                max_entries_per_message: self.settings.max_entries_per_message,
+                heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
+                ..config
+            });
         let (inner, recovered_entries) = match booted {
             Ok(booted) => booted,
             Err(error) => {
@@ -768,7 +835,18 @@ impl World {
         node.seen_role = None;
         node.prefix_first_index = raft.log().first_index();
         node.prefix_hashes.clear();
-        let mut previous = 0;
+        // A log that starts after a snapshot chains on from the hash of the snapshot's entry.
+        let (snapshot_index, snapshot_term) = raft.log().snapshot_boundary();
+        let Some(mut previous) = self.checker.prefix_of(snapshot_index, snapshot_term) else {
+            return Err(Violation {
+                check: Check::LogMatching,
+                detail: format!(
+                    "node {} restarted from snapshot {snapshot_index}@{snapshot_term}, an entry nobody held",
+                    node.id
+                ),
+            });
+        };
+        node.prefix_base = previous;
         for entry in &recovered_entries {
             previous = chain(previous, entry_digest(entry));
             node.prefix_hashes.push(previous);

@@ -36,6 +36,32 @@ fn seeds_120_and_159_late_elections_for_old_terms_are_legal() {
     assert_passes(159, 5);
 }
 
+/// Issue 6: with a low snapshot threshold, nodes that were down or cut off while the others compacted
+/// past them catch up through InstallSnapshot — also in the liveness phase, after healing, which must
+/// then still converge — and every check holds under the swarm's faults.
+#[test]
+fn low_snapshot_thresholds_need_install_snapshot_in_the_liveness_phase() {
+    let mut installs = [0u64; 2];
+    let mut runs = 0;
+    for seed in 1..=400u64 {
+        let threshold = sim::FaultSettings::draw(seed).snapshot_threshold_entries;
+        if !(1..=50).contains(&threshold) {
+            continue;
+        }
+        let report = run_catching_panics(RunConfig { nodes: 5, ..RunConfig::new(seed) });
+        assert_eq!(report.violation, None, "seed {seed}: replay with `raftkv sim --seed {seed} --nodes 5`");
+        installs[0] += report.snapshot_installs[0];
+        installs[1] += report.snapshot_installs[1];
+        runs += 1;
+        if runs >= 40 {
+            break;
+        }
+    }
+    println!("{runs} seeds with a threshold of at most 50 entries: {installs:?} snapshots installed (safety, liveness)");
+    assert!(installs[0] > 0, "no snapshot was installed in the safety phase of {runs} seeds");
+    assert!(installs[1] > 0, "no node needed InstallSnapshot in the liveness phase of {runs} seeds");
+}
+
 /// CI's campaign: at least 1,000 seeds with faults on 5 nodes. `RAFTKV_SIM_SEEDS=N` runs N seeds for
 /// long campaigns.
 #[test]

@@ -68,11 +68,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(op: &'static str, file: impl Into<String>, source: io::Error) -> Error {
+    pub fn io(op: &'static str, file: impl Into<String>, source: io::Error) -> Error {
         Error::Io { op, file: file.into(), source }
     }
 
-    pub(crate) fn corrupt(file: impl Into<String>, offset: u64, expected: impl Into<String>) -> Error {
+    pub fn corrupt(file: impl Into<String>, offset: u64, expected: impl Into<String>) -> Error {
         Error::Corrupt { file: file.into(), offset, expected: expected.into() }
     }
 }

@@ -46,7 +46,7 @@
 //! |---|---|
 //! | `LOCK` | empty; `flock`ed by the owner |
 //! | `IDENTITY` | cluster id and node id, written last by bootstrap (temp file, fsync, rename, dir fsync) |
-//! | `IDENTITY.tmp`, `snap-*.tmp` | an interrupted atomic write; removed at open |
+//! | `IDENTITY.tmp`, `snap-*.tmp` | an interrupted atomic write, or a snapshot being received (`snap-<index>-<term>.recv.tmp`); removed at open |
 //! | `wal-<seq>.log` | a WAL segment; `<seq>` is 16 lowercase hex digits, from 1, consecutive |
 //! | `snap-<index>-<term>.snap` | a snapshot; index and term as 16 lowercase hex digits |
 //!
@@ -96,7 +96,7 @@
 //!
 //! | type | fields | replay |
 //! |---|---|---|
-//! | 1 truncate | `after u64` | the log now ends at `after`: later entries are discarded; if the log held no entry `after` (an installed snapshot lies beyond it), the log is emptied and continues after `after` |
+//! | 1 truncate | `after u64` | the log now ends at `after`: later entries are discarded; if the log held no entry `after` (an installed snapshot lies beyond it), the log is emptied and continues after `after`. A record may hold two: `after 0` then `after S` empties the log whatever it held and continues it after snapshot `S` |
 //! | 2 entry | `index u64`, `term u64`, `kind u8`, payload | index must be last + 1; terms never decrease |
 //! | 3 hard state | `term u64`, `vote u64` (0 = none), `commit u64` | term never decreases (the vote rule of §5.2 is the consensus core's to keep; the simulator checks it) |
 //! | 4 seal | `next_seq u64` | alone in its record, and the segment's last record: segment `next_seq` (= this one's + 1) must exist |
@@ -148,6 +148,7 @@
 //! | 21 | a record with a valid checksum but an unknown record or item type, a wrong `self_offset`, an index gap or overlap, a term that goes backwards, trailing bytes | error |
 //! | 22 | the newest segment ends in a seal | error: the segment it names was made durable and is now missing (deleted) |
 //! | 23 | the newest segment ends cleanly at a record boundary | clean end; it is fsynced (its bytes may have been in a dead process's page cache) and appending continues there |
+//! | 24 | the log holds an entry at the newest snapshot's index with another term (a crash between publishing an installed snapshot and discarding the log it conflicted with, §7) | the log after the snapshot is discarded, durably, with a warning; entries after the snapshot are kept only if the log holds the snapshot's entry with its term, or starts right after it |
 //!
 //! ## The case that cannot be told apart
 //!
@@ -189,5 +190,5 @@ mod wal;
 pub use disk::{Disk, DiskFile, DiskLock, FileDisk};
 pub use error::{Error, Identity, Result};
 pub use sim::{CrashModel, SimDisk, SIM_PAGE_BYTES, SIM_SECTOR_BYTES};
-pub use snapshot::{FinishedSnapshot, SnapshotReader, SnapshotWriter};
+pub use snapshot::{FinishedSnapshot, ReceivingSnapshot, SnapshotReader, SnapshotWriter};
 pub use storage::{InitialState, Storage, StorageOptions, DEFAULT_SEGMENT_BYTES, IDENTITY_FILE, LOCK_FILE};

@@ -26,6 +26,62 @@ pub(crate) fn snapshot_temp_name(index: Index, term: Term) -> String {
     format!("snap-{index:016x}-{term:016x}.tmp")
 }
 
+pub(crate) fn snapshot_receive_name(index: Index, term: Term) -> String {
+    format!("snap-{index:016x}-{term:016x}.recv.tmp")
+}
+
+/// A snapshot file arriving from a leader in chunks (InstallSnapshot): the chunks are the bytes of the
+/// leader's whole snapshot file, header and trailer included, written at their offsets into a temporary
+/// file. [`crate::Storage::finish_receiving_snapshot`] makes it durable and verifies it.
+pub struct ReceivingSnapshot {
+    file: Box<dyn DiskFile>,
+    temp_name: String,
+    index: Index,
+    term: Term,
+}
+
+impl ReceivingSnapshot {
+    pub(crate) fn create(disk: &dyn Disk, index: Index, term: Term) -> Result<ReceivingSnapshot> {
+        let temp_name = snapshot_receive_name(index, term);
+        if disk.open(&temp_name).is_ok() {
+            disk.remove(&temp_name).map_err(|e| Error::io("remove", &temp_name, e))?;
+        }
+        let file = disk.create(&temp_name).map_err(|e| Error::io("create", &temp_name, e))?;
+        Ok(ReceivingSnapshot { file, temp_name, index, term })
+    }
+
+    /// The snapshot this file is for.
+    pub fn index_and_term(&self) -> (Index, Term) {
+        (self.index, self.term)
+    }
+
+    /// Writes one chunk at its offset.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file.write_at(offset, data).map_err(|e| Error::io("write", &self.temp_name, e))
+    }
+
+    /// Makes the file durable, then checks its header, trailer and data checksum, and that it holds the
+    /// snapshot it was announced as.
+    pub(crate) fn finish(mut self, disk: &dyn Disk) -> Result<FinishedSnapshot> {
+        self.file.sync_data().map_err(|e| Error::io("fsync", &self.temp_name, e))?;
+        let meta = SnapshotReader::open(disk, &self.temp_name)?.verify()?;
+        if meta.index != self.index || meta.term != self.term {
+            return Err(Error::corrupt(
+                &self.temp_name,
+                16,
+                format!("snapshot {}@{}, found {}@{}", self.index, self.term, meta.index, meta.term),
+            ));
+        }
+        Ok(FinishedSnapshot { temp_name: self.temp_name, meta })
+    }
+
+    /// Removes the partial file.
+    pub(crate) fn discard(self, disk: &dyn Disk) {
+        drop(self.file);
+        let _ = disk.remove(&self.temp_name);
+    }
+}
+
 /// Parses `snap-<index>-<term>.snap` (16 lowercase hex digits each).
 pub(crate) fn parse_snapshot_name(name: &str) -> Option<(Index, Term)> {
     let rest = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
@@ -39,7 +95,7 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<(Index, Term)> {
 }
 
 /// Streams a snapshot's data into a temporary file. It owns its file and no borrow of the storage, so it can
-/// be handed to a background thread; [`crate::Storage::install_snapshot`] then publishes what
+/// be handed to a background thread; [`crate::Storage::publish_snapshot`] then publishes what
 /// [`SnapshotWriter::finish`] returns.
 pub struct SnapshotWriter {
     file: Box<dyn DiskFile>,

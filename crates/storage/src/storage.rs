@@ -7,7 +7,9 @@ use raft::{Configuration, Entry, HardState, Index, NodeId, SnapshotMeta};
 use crate::codec::{Decoder, Encoder};
 use crate::disk::{Disk, DiskLock};
 use crate::error::{Error, Identity, Result};
-use crate::snapshot::{parse_snapshot_name, snapshot_name, FinishedSnapshot, SnapshotReader, SnapshotWriter};
+use crate::snapshot::{
+    parse_snapshot_name, snapshot_name, FinishedSnapshot, ReceivingSnapshot, SnapshotReader, SnapshotWriter,
+};
 use crate::wal::{parse_segment_name, segment_name, Wal, SEGMENT_HEADER_BYTES};
 
 /// The lock file. `flock`ed while a process has the directory open.
@@ -140,8 +142,30 @@ impl<D: Disk> Storage<D> {
             ));
         }
         let keep_from = storage.snapshot.index.saturating_sub(replay.base) as usize;
-        let entries = replay.entries.get(keep_from..).map(<[Entry]>::to_vec).unwrap_or_default();
+        // §7 (row 24): the entries after the snapshot belong to it only if the log holds the snapshot's
+        // own entry with its term (or starts right after it). A crash between publishing an installed
+        // snapshot and discarding the conflicting log leaves the old log behind: drop it, durably.
+        let boundary_matches = keep_from == 0
+            || replay.entries.get(keep_from - 1).is_some_and(|e| e.term == storage.snapshot.term);
+        let entries = match replay.entries.get(keep_from..) {
+            Some(after) if boundary_matches => after.to_vec(),
+            Some(after) => {
+                tracing::warn!(
+                    snapshot_index = storage.snapshot.index,
+                    snapshot_term = storage.snapshot.term,
+                    dropped = after.len(),
+                    "the log conflicts with the newest snapshot at its index (a crash interrupted an \
+                     installation): discarding the log after it"
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let conflicting = !boundary_matches && replay.last_index() >= storage.snapshot.index;
         storage.wal = Some(wal);
+        if conflicting {
+            storage.discard_log_after_snapshot()?;
+        }
         let state =
             InitialState { hard_state: replay.hard_state, snapshot: storage.snapshot.clone(), entries };
         tracing::info!(
@@ -236,14 +260,18 @@ impl<D: Disk> Storage<D> {
             let old = wal.hard_state();
             assert!(new.term >= old.term, "hard state term goes back from {} to {}", old.term, new.term);
         }
-        wal.write(&self.disk, truncate_after, entries, hard_state)
+        wal.write(&self.disk, truncate_after.as_slice(), entries, hard_state)
     }
 
-    /// Discards every entry after the snapshot (when an installed snapshot conflicts with the log, §7).
+    /// Discards the whole log and continues it right after the newest snapshot (when an installed snapshot
+    /// conflicts with the log, §7). One record holds two truncations, `after 0` then `after <snapshot>`:
+    /// the first empties the log whatever it held (even an entry at the snapshot's index of another
+    /// term, which a single `after <snapshot>` would keep), the second makes it continue after the
+    /// snapshot.
     pub fn discard_log_after_snapshot(&mut self) -> Result<()> {
         let after = self.snapshot.index;
         let wal = self.wal.as_mut().ok_or(Error::NotBootstrapped)?;
-        wal.write(&self.disk, Some(after), &[], None)
+        wal.write(&self.disk, &[0, after], &[], None)
     }
 
     /// Starts a new segment with the next write (segments also roll by themselves at `segment_bytes`).
@@ -283,6 +311,55 @@ impl<D: Disk> Storage<D> {
     pub fn open_snapshot(&self) -> Result<SnapshotReader> {
         self.wal.as_ref().ok_or(Error::NotBootstrapped)?;
         SnapshotReader::open(&self.disk, &snapshot_name(self.snapshot.index, self.snapshot.term))
+    }
+
+    /// Reads up to `max_bytes` of the snapshot file `(index, term)` at `offset` — the whole file, header
+    /// and trailer included, as InstallSnapshot streams it. Returns the bytes and whether they reach the
+    /// end of the file. Fails if the file is gone (a newer snapshot replaced it): the caller drops the read.
+    pub fn read_snapshot_chunk(
+        &self,
+        index: Index,
+        term: raft::Term,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<u8>, bool)> {
+        let name = snapshot_name(index, term);
+        let file = self.disk.open(&name).map_err(|e| Error::io("open", &name, e))?;
+        let len = file.len_bytes().map_err(|e| Error::io("stat", &name, e))?;
+        let want = len.saturating_sub(offset).min(max_bytes as u64) as usize;
+        let mut data = vec![0u8; want];
+        file.read_exact_at(offset, &mut data).map_err(|e| Error::io("read", &name, e))?;
+        Ok((data, offset + want as u64 >= len))
+    }
+
+    /// Starts receiving the snapshot file `(index, term)` from a leader (discarding any partial one).
+    pub fn begin_receiving_snapshot(&self, index: Index, term: raft::Term) -> Result<ReceivingSnapshot> {
+        self.wal.as_ref().ok_or(Error::NotBootstrapped)?.check_usable()?;
+        ReceivingSnapshot::create(&self.disk, index, term)
+    }
+
+    /// Makes a received snapshot file durable and verifies it; publish it with
+    /// [`Storage::publish_snapshot`]. On error the partial file is removed.
+    pub fn finish_receiving_snapshot(&self, receiving: ReceivingSnapshot) -> Result<FinishedSnapshot> {
+        let temp = crate::snapshot::snapshot_receive_name(
+            receiving.index_and_term().0,
+            receiving.index_and_term().1,
+        );
+        let result = receiving.finish(&self.disk);
+        if result.is_err() {
+            let _ = self.disk.remove(&temp);
+        }
+        result
+    }
+
+    /// Removes a partial received snapshot file.
+    pub fn discard_receiving_snapshot(&self, receiving: ReceivingSnapshot) {
+        receiving.discard(&self.disk);
+    }
+
+    /// Removes a finished snapshot that will not be published (the core no longer wants it).
+    pub fn discard_finished_snapshot(&self, finished: FinishedSnapshot) {
+        let _ = self.disk.remove(&finished.temp_name);
     }
 
     /// Deletes every snapshot file older than the newest one.

@@ -369,14 +369,14 @@ impl Wal {
     pub(crate) fn write(
         &mut self,
         disk: &dyn Disk,
-        truncate_after: Option<Index>,
+        truncations: &[Index],
         entries: &[Entry],
         hard_state: Option<HardState>,
     ) -> Result<()> {
         self.check_usable()?;
         let mut items = Encoder::default();
         let mut item_count = 0u32;
-        if let Some(after) = truncate_after {
+        for &after in truncations {
             items.u8(ITEM_TRUNCATE);
             items.u64(after);
             item_count += 1;
@@ -437,7 +437,7 @@ impl Wal {
         self.file = Some(file);
         self.offset = start + buf.len() as u64;
         self.synced_offset = self.offset;
-        if let Some(after) = truncate_after {
+        if let Some(&after) = truncations.last() {
             self.last_index = after;
         }
         if let Some(last) = entries.last() {
