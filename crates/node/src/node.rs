@@ -372,6 +372,14 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         }
         self.storage.compact()?;
         self.storage.remove_old_snapshots()?;
+        tracing::info!(
+            node = self.id,
+            term = self.raft.term(),
+            snapshot_index = install.meta.index,
+            snapshot_term = install.meta.term,
+            kept_log = install.keep_entries_after,
+            "installed a snapshot from the leader"
+        );
         self.observer.snapshot_installed(&install.meta, install.keep_entries_after);
         tracing::info!(
             node = self.id,
