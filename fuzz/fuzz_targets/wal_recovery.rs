@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let term = state.hard_state.term.max(last_term);
     let entry = Entry { index: storage.last_index() + 1, term, payload: EntryPayload::Noop };
     let hard_state = HardState { term, ..state.hard_state };
-    if storage.write(Some(hard_state), &[entry.clone()]).is_err() {
+    if storage.write(Some(hard_state), std::slice::from_ref(&entry)).is_err() {
         return;
     }
     drop(storage);
