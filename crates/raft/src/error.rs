@@ -23,6 +23,10 @@ pub enum StepError {
     NonConsecutiveEntries { expected: Index, found: Index },
     #[error("entry terms decrease at index {index}")]
     DecreasingEntryTerms { index: Index },
+    /// The message's indices run past the largest one: no real log comes near u64::MAX, and the core
+    /// computes `last + 1` for any index it accepts.
+    #[error("{entries} entries after index {prev_log_index} would leave no index after the last")]
+    IndexOverflow { prev_log_index: Index, entries: u64 },
 }
 
 /// Why [`crate::Raft::propose`] did not append a command.
