@@ -74,8 +74,9 @@
 //! ## What the reader refuses
 //! Each is a [`SnapshotError`] naming the byte offset and what was expected there:
 //! a wrong magic; another format version; a stream that ends early (anywhere, including inside a
-//! record); a record length over [`MAX_RECORD_BYTES`]; a record that does not decode or has bytes left
-//! over; a record of the wrong kind for its place (so a count that does not match the records is caught);
+//! record); a record length over [`MAX_RECORD_BYTES`]; a record that does not decode, has bytes left
+//! over, or is not byte for byte what the writer encodes for it (postcard also decodes varints padded
+//! with `0x80` bytes, which would give one state two streams); a record of the wrong kind for its place (so a count that does not match the records is caught);
 //! keys or sessions or cached replies out of order; a key or value over [`MAX_STRING_BYTES`]; a deadline
 //! past `i64::MAX` milliseconds; a session active after the snapshot's time; a cached reply below its
 //! session's watermark; a `used_bytes` that the keys do not add up to; any byte after `End`.
@@ -287,6 +288,9 @@ struct RecordReader<R> {
     /// Where the record last returned by `next` started.
     record_offset: u64,
     buffer: Vec<u8>,
+    /// Reused between records: the record just decoded, encoded again, to check that its bytes are the
+    /// writer's (see [`RecordReader::next`]).
+    canonical: Vec<u8>,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -329,10 +333,34 @@ impl<R: Read> RecordReader<R> {
             }
             Err(error) => return Err(self.malformed(format!("{expected} does not decode: {error}"))),
         };
+        self.check_canonical(&record, &expected)?;
         if self.buffer.capacity() > RETAINED_BUFFER_BYTES {
             self.buffer = Vec::new();
+            self.canonical = Vec::new();
         }
         Ok(record)
+    }
+
+    /// Postcard decodes some values from more than one byte string (a varint may be padded with
+    /// `0x80` bytes: `ff 00` reads as 127, which the writer encodes `7f`). Accepting those would make the
+    /// format ambiguous — two streams for one state — so a record must be exactly the bytes the writer
+    /// gives for it. Found by the `kv_restore` fuzz target.
+    fn check_canonical(
+        &mut self,
+        record: &Record,
+        expected: &impl fmt::Display,
+    ) -> Result<(), SnapshotError> {
+        let mut canonical = std::mem::take(&mut self.canonical);
+        canonical.clear();
+        let canonical = postcard::to_extend(record, canonical)
+            .map_err(|error| self.malformed(format!("{expected} does not encode again: {error}")))?;
+        let same = canonical == self.buffer;
+        self.canonical = canonical;
+        if same {
+            Ok(())
+        } else {
+            Err(self.malformed(format!("{expected} is not in the writer's encoding (a padded varint?)")))
+        }
     }
 
     /// An error about the record last read.
@@ -350,7 +378,8 @@ impl KvStateMachine {
     /// (so a checksumming reader sees every byte). The config is not in the snapshot: pass the cluster's.
     /// Anything but a whole, well-formed snapshot is a [`SnapshotError`] (module docs), never a panic.
     pub fn restore<R: Read>(config: KvConfig, reader: R) -> Result<KvStateMachine, SnapshotError> {
-        let mut reader = RecordReader { reader, offset: 0, record_offset: 0, buffer: Vec::new() };
+        let mut reader =
+            RecordReader { reader, offset: 0, record_offset: 0, buffer: Vec::new(), canonical: Vec::new() };
         let mut magic = [0u8; 8];
         reader.read_exact(&mut magic, "the magic \"RAFTKVSM\"")?;
         if magic != SNAPSHOT_MAGIC {
@@ -575,6 +604,28 @@ mod tests {
         assert!(
             repeated.contains("cached reply 2 of 2 of session 1.1.1: sequence 4 out of order"),
             "{repeated}"
+        );
+    }
+
+    /// Found by the `kv_restore` fuzz target: `ff 00` is an overlong varint for 127 that postcard
+    /// decodes; the stream is then not the one the writer produces for its state.
+    #[test]
+    fn a_padded_varint_is_refused_though_postcard_decodes_it() {
+        let mut head = header(0, 0);
+        head.applied_index = 127;
+        let canonical = stream(&[Record::Header(head), Record::End]);
+        // The header record: length (4 bytes), variant 0, then applied_index 127 as `7f`.
+        let at = 12 + 4 + 1;
+        assert_eq!(canonical[at], 0x7f);
+        let mut padded = canonical.clone();
+        padded.splice(at..=at, [0xff, 0x00]);
+        padded[12] += 1; // the record is one byte longer
+        assert!(KvStateMachine::restore(KvConfig::default(), canonical.as_slice()).is_ok());
+        let error = KvStateMachine::restore(KvConfig::default(), padded.as_slice()).unwrap_err();
+        assert!(
+            matches!(error, SnapshotError::Malformed { offset: 12, ref what }
+                if what == "the header record is not in the writer's encoding (a padded varint?)"),
+            "{error}"
         );
     }
 

@@ -27,6 +27,10 @@ pub enum StepError {
     EmptySnapshot { index: Index, term: Term },
     #[error("snapshot chunk at offset {offset} ends beyond 2^64 bytes")]
     SnapshotOffsetOverflow { offset: u64 },
+    /// The message's indices run past the largest one: no real log comes near u64::MAX, and the core
+    /// computes `last + 1` for any index it accepts.
+    #[error("{entries} entries after index {prev_log_index} would leave no index after the last")]
+    IndexOverflow { prev_log_index: Index, entries: u64 },
 }
 
 /// Why a snapshot call ([`crate::Raft::compact`], [`crate::Raft::snapshot_meta_at`],

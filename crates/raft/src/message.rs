@@ -197,8 +197,15 @@ impl AppendRequest {
         if self.prev_log_term > term {
             return Err(StepError::LogTermAboveMessageTerm { log_term: self.prev_log_term, term });
         }
+        // The index after the last entry must exist, so that no `+ 1` on an accepted index overflows.
+        // (Found by the `peer_frame` fuzz target: a prev_log_index of u64::MAX overflowed right here.)
+        let entries = self.entries.len() as u64;
+        if self.prev_log_index.checked_add(entries).and_then(|last| last.checked_add(1)).is_none() {
+            return Err(StepError::IndexOverflow { prev_log_index: self.prev_log_index, entries });
+        }
         let mut previous_term = self.prev_log_term;
-        for (expected_index, entry) in (self.prev_log_index + 1..).zip(&self.entries) {
+        for (offset, entry) in (1..=entries).zip(&self.entries) {
+            let expected_index = self.prev_log_index + offset;
             if entry.index != expected_index {
                 return Err(StepError::NonConsecutiveEntries {
                     expected: expected_index,

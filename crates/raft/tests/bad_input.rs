@@ -42,6 +42,17 @@ fn bad_input_non_consecutive_entries_are_refused() {
     assert_refused(&mut raft, message, StepError::NonConsecutiveEntries { expected: 3, found: 4 });
 }
 
+/// Found by the `peer_frame` fuzz target: validating an AppendEntries whose indices run past u64::MAX
+/// overflowed instead of refusing it.
+#[test]
+fn bad_input_indices_past_the_largest_index_are_refused() {
+    let mut raft = follower(2, &[1, 1], 1);
+    let message = append(1, 2, 2, (u64::MAX, 1), vec![]);
+    assert_refused(&mut raft, message, StepError::IndexOverflow { prev_log_index: u64::MAX, entries: 0 });
+    let message = append(1, 2, 2, (u64::MAX - 2, 1), vec![entry(u64::MAX - 1, 2), entry(u64::MAX, 2)]);
+    assert_refused(&mut raft, message, StepError::IndexOverflow { prev_log_index: u64::MAX - 2, entries: 2 });
+}
+
 #[test]
 fn bad_input_entry_term_above_message_term_is_refused() {
     let mut raft = follower(2, &[1], 1);

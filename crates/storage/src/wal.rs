@@ -220,7 +220,16 @@ impl Replay {
                 }
                 ITEM_ENTRY => {
                     let entry = codec::decode_entry(&mut dec).map_err(|e| corrupt(e.pos, e.what))?;
-                    let expected = self.last_index() + 1;
+                    // A truncation item may restart the log after any index, the largest one too; then
+                    // no entry can follow it. (Found by the `wal_recovery` fuzz target: this overflowed.)
+                    let Some(expected) = self.last_index().checked_add(1) else {
+                        let what = format!(
+                            "no entry after index {} (the largest index), found entry {}",
+                            self.last_index(),
+                            entry.index
+                        );
+                        return Err(corrupt(item_at, what));
+                    };
                     if entry.index != expected {
                         return Err(corrupt(
                             item_at,
@@ -583,7 +592,7 @@ impl Wal {
             } else {
                 check_start_state(&name, &header, &replay, previous_damage.take())?;
             }
-            let segment = replay_records(&name, &buf, &mut replay)?;
+            let segment = replay_records(seq, &buf, &mut replay)?;
             if let Some(expected) = &segment.damaged_tail {
                 tracing::warn!(
                     file = %name,
@@ -714,7 +723,8 @@ struct SegmentReplay {
 
 /// Replays the records of one segment, by rows 17-19 of the decision table in the crate docs. Whether a
 /// damaged tail is a torn write is the caller's decision (it depends on what follows this segment).
-fn replay_records(name: &str, buf: &[u8], replay: &mut Replay) -> Result<SegmentReplay> {
+fn replay_records(seq: u64, buf: &[u8], replay: &mut Replay) -> Result<SegmentReplay> {
+    let name = &segment_name(seq);
     let mut offset = SEGMENT_HEADER_BYTES as usize;
     let mut sealed_next = None;
     while offset < buf.len() {
@@ -724,6 +734,14 @@ fn replay_records(name: &str, buf: &[u8], replay: &mut Replay) -> Result<Segment
         match parse_frame(name, buf, offset) {
             Ok(record) => {
                 sealed_next = replay.apply(name, offset, &record)?;
+                // Row 16: a seal names the segment after this one, nothing else. Checked here, not only
+                // when the next segment is opened, because the newest segment has no next one. (Found by
+                // the `wal_recovery` fuzz target: a seal naming segment 0 made recovery underflow.)
+                if let Some(next) = sealed_next.filter(|&next| Some(next) != seq.checked_add(1)) {
+                    let expected = seq.checked_add(1).map_or("no segment".into(), segment_name);
+                    let what = format!("a seal naming {expected}, found one naming segment {next}");
+                    return Err(Error::corrupt(name, offset as u64, what));
+                }
                 offset = record.end;
             }
             Err(FrameError::Fatal(error)) => return Err(error),

@@ -328,3 +328,55 @@ fn record_copied_to_the_wrong_offset_is_corruption() {
     let error = open_err(&disk);
     assert!(error.to_string().contains("written at 4096"), "{error}");
 }
+
+/// Found by the `wal_recovery` fuzz target: a checksummed truncation item that restarts the log after
+/// index u64::MAX, followed by an entry, made replay overflow computing the next index.
+#[test]
+fn an_entry_after_a_truncation_to_the_largest_index_is_corruption_not_an_overflow() {
+    let disk = populated(24, 1, false);
+    {
+        // Overwriting entry 3 writes a second record: a truncation item (after 2), then entry 3.
+        let (mut storage, _) = reopen(disk.clone(), 1 << 20);
+        storage.write(None, &entries(3..=3, 2)).unwrap();
+    }
+    let mut contents = disk.file_contents(SEG1).unwrap();
+    let first_len = u32::from_le_bytes(contents[64..68].try_into().unwrap()) as usize;
+    let second = 64 + 8 + first_len;
+    let second_len = u32::from_le_bytes(contents[second..second + 4].try_into().unwrap()) as usize;
+    let body = second + 8..second + 8 + second_len;
+    assert_eq!(contents[body.start + FIRST_ITEM], 1, "the record starts with a truncation item");
+    let after = body.start + FIRST_ITEM + 1;
+    contents[after..after + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let crc = crc32c::crc32c(&contents[body]);
+    contents[second + 4..second + 8].copy_from_slice(&crc.to_le_bytes());
+    disk.put_file(SEG1, &contents);
+    let error = open_err(&disk);
+    assert!(
+        error
+            .to_string()
+            .contains("no entry after index 18446744073709551615 (the largest index), found entry 3"),
+        "{error}"
+    );
+}
+
+/// Found by the `wal_recovery` fuzz target: the newest segment ending in a seal that names segment 0
+/// made recovery underflow while naming the sealed segment.
+#[test]
+fn a_seal_naming_another_segment_than_the_next_is_corruption_even_in_the_newest_segment() {
+    let disk = populated(25, 2, true);
+    // Segment 1 holds only its header and the seal naming segment 2; make segment 1 the newest.
+    assert!(disk.delete_file(SEG3) && disk.delete_file(SEG2));
+    for named in [0u64, 7] {
+        rewrite_first_record(&disk, |body| {
+            assert_eq!(body[FIRST_ITEM], 4, "a seal item");
+            body[FIRST_ITEM + 1..FIRST_ITEM + 9].copy_from_slice(&named.to_le_bytes());
+        });
+        let error = open_err(&disk);
+        assert!(
+            matches!(error, Error::Corrupt { ref file, offset, .. } if file == SEG1 && offset == FIRST_RECORD),
+            "{error}"
+        );
+        let expected = format!("a seal naming {SEG2}, found one naming segment {named}");
+        assert!(error.to_string().contains(&expected), "{error}");
+    }
+}
