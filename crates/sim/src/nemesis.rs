@@ -175,9 +175,8 @@ impl Nemesis {
         while let Some((&key, _)) = self.leader_crash_at.iter().next().filter(|(&(at, _), _)| at <= now) {
             let leader = self.leader_crash_at.remove(&key).expect("key was just read");
             // Half of the time the leader is cut off instead: that also drops what it has in flight.
-            if !self.partitioned && self.nodes.len() > 1 && self.rng.gen_bool(0.5) {
-                self.partitioned = true;
-                self.undo_later(now, FaultAction::Heal);
+            if self.can_partition() && self.rng.gen_bool(0.5) {
+                self.heal_later(now);
                 let side_b = self.nodes.iter().copied().filter(|&n| n != leader).collect();
                 actions.push(FaultAction::Partition { side_a: vec![leader], side_b });
             } else if let Some(action) = self.crash_node(leader, now) {
@@ -212,11 +211,21 @@ impl Nemesis {
         until
     }
 
+    /// One partition at a time, and only where there are two nodes to separate.
+    fn can_partition(&self) -> bool {
+        !self.partitioned && self.nodes.len() > 1
+    }
+
+    /// Marks a partition as in force and schedules the heal that ends it.
+    fn heal_later(&mut self, now: TimeUs) {
+        self.partitioned = true;
+        self.undo_later(now, FaultAction::Heal);
+    }
+
     fn fire(&mut self, class: FaultClass, now: TimeUs) -> Option<FaultAction> {
         match class {
-            FaultClass::Partition if !self.partitioned && self.nodes.len() > 1 => {
-                self.partitioned = true;
-                self.undo_later(now, FaultAction::Heal);
+            FaultClass::Partition if self.can_partition() => {
+                self.heal_later(now);
                 Some(self.draw_partition())
             }
             FaultClass::Clog if self.nodes.len() > 1 => {
