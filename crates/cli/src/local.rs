@@ -36,6 +36,10 @@ pub struct LocalArgs {
     /// Every node snapshots its state machine and compacts its log every this many entries (0: never).
     #[arg(long, default_value_t = server::config::DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)]
     snapshot_threshold_entries: u64,
+    /// Start a new cluster whose every node is seeded from this backup (`raftkv backup --to FILE`)
+    /// instead of empty; --dir must hold no cluster yet.
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
 }
 
 fn parse_node_count(text: &str) -> Result<u64, String> {
@@ -148,7 +152,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     let local = read_or_create_local_file(args)?;
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let ids: Vec<u64> = (1..=args.nodes).collect();
-    let all_fresh = ids.iter().all(|id| is_fresh(&args.dir.join(format!("node-{id}"))));
+    let mut all_fresh = ids.iter().all(|id| is_fresh(&args.dir.join(format!("node-{id}"))));
     let members: Vec<String> = ids
         .iter()
         .map(|&id| {
@@ -160,6 +164,16 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             )
         })
         .collect();
+    if let Some(file) = &args.restore {
+        if !all_fresh {
+            return Err(format!(
+                "--restore seeds a new cluster, but {} already holds one; use another --dir",
+                args.dir.display()
+            ));
+        }
+        restore_every_node(args, file, &ids, local.cluster_id)?;
+        all_fresh = false;
+    }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
@@ -231,6 +245,26 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     );
     println!("Live view: open http://127.0.0.1:{}/ in a browser.", args.admin_base_port);
     Ok(children)
+}
+
+/// Seeds every node's directory from one verified backup, with this cluster's members and id: the
+/// nodes then start from the backup's data (not bootstrapped empty), as `raftkv restore` would leave them.
+fn restore_every_node(args: &LocalArgs, file: &Path, ids: &[u64], cluster_id: u64) -> Result<(), String> {
+    let mut backup = crate::backup_file::verify(file)?;
+    backup.machine.clear_sessions();
+    for &id in ids {
+        let node_dir = args.dir.join(format!("node-{id}"));
+        crate::restore::check_fresh(&node_dir)?;
+        crate::restore::seed(&backup, &node_dir, id, ids, cluster_id)?;
+    }
+    println!(
+        "Restored {} (snapshot at index {}, term {}, {} keys) into every node of a new cluster",
+        file.display(),
+        backup.meta.index,
+        backup.meta.term,
+        backup.machine.key_count()
+    );
+    Ok(())
 }
 
 fn supervise(mut children: Vec<(u64, Child)>) -> ExitCode {
