@@ -66,9 +66,14 @@ fn backup(args: &BackupArgs) -> Result<String, String> {
     })?;
     let verified = backup_file::verify(&temp).map_err(|e| {
         let _ = fs::remove_file(&temp);
-        format!("the snapshot from {} failed verification, nothing was written to {}: {e}", args.from, args.to.display())
+        format!(
+            "the snapshot from {} failed verification, nothing was written to {}: {e}",
+            args.from,
+            args.to.display()
+        )
     })?;
-    fs::rename(&temp, &args.to).map_err(|e| format!("renaming {} to {}: {e}", temp.display(), args.to.display()))?;
+    fs::rename(&temp, &args.to)
+        .map_err(|e| format!("renaming {} to {}: {e}", temp.display(), args.to.display()))?;
     sync_parent(&args.to).map_err(|e| format!("fsync of the directory of {}: {e}", args.to.display()))?;
     Ok(format!(
         "Backed up node {node_id} ({}): snapshot at index {}, term {}, members {}; {} keys, {} bytes, in {:.2} s -> {}",
@@ -86,13 +91,15 @@ fn backup(args: &BackupArgs) -> Result<String, String> {
 /// Sends `GET /snapshot` (HTTP/1.0: the body ends when the node closes the connection) and returns the
 /// body reader positioned after the headers, and the node id the node names.
 fn request_snapshot(addr: &str, timeout: Duration) -> Result<(BufReader<TcpStream>, String), String> {
-    let unreachable = |e: &dyn std::fmt::Display| format!("cannot reach a node's admin endpoint at {addr}: {e}");
+    let unreachable =
+        |e: &dyn std::fmt::Display| format!("cannot reach a node's admin endpoint at {addr}: {e}");
     let socket = addr
         .to_socket_addrs()
         .map_err(|e| unreachable(&e))?
         .next()
         .ok_or_else(|| unreachable(&"no address"))?;
-    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(5)).map_err(|e| unreachable(&e))?;
+    let mut stream =
+        TcpStream::connect_timeout(&socket, Duration::from_secs(5)).map_err(|e| unreachable(&e))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| unreachable(&e))?;
     let request = format!("GET /snapshot HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(|e| unreachable(&e))?;
@@ -117,7 +124,10 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<String> {
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the connection closed inside the headers"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed inside the headers",
+            ));
         }
         if line == "\r\n" || line == "\n" {
             return Ok(head);

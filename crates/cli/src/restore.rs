@@ -92,7 +92,8 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
 
 /// The members of the new cluster, checked: ids distinct and not 0, and this node among them.
 pub fn parse_members(flags: &[String], node_id: NodeId) -> Result<Vec<Member>, String> {
-    let members = flags.iter().map(|m| Member::parse(m)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let members =
+        flags.iter().map(|m| Member::parse(m)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     if node_id == 0 {
         return Err("node id 0 means nobody; ids start at 1".into());
     }
@@ -130,7 +131,13 @@ pub fn check_fresh(dir: &Path) -> Result<(), String> {
 }
 
 /// Writes the seeded state into `dir` (see the module docs).
-pub fn seed(backup: &VerifiedBackup, dir: &Path, node_id: NodeId, ids: &[NodeId], cluster_id: u64) -> Result<(), String> {
+pub fn seed(
+    backup: &VerifiedBackup,
+    dir: &Path,
+    node_id: NodeId,
+    ids: &[NodeId],
+    cluster_id: u64,
+) -> Result<(), String> {
     let in_dir = |e: &dyn std::fmt::Display| format!("{}: {e}", dir.display());
     let disk = FileDisk::new(dir).map_err(|e| in_dir(&e))?;
     let (mut storage, state) =
@@ -153,7 +160,8 @@ pub fn derived_cluster_id(backup: &VerifiedBackup, ids: &[NodeId]) -> u64 {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let words = [u64::from(backup.data_crc32c), backup.meta.index, backup.meta.term].into_iter().chain(sorted);
+    let words =
+        [u64::from(backup.data_crc32c), backup.meta.index, backup.meta.term].into_iter().chain(sorted);
     for word in words {
         for byte in word.to_le_bytes() {
             hash ^= u64::from(byte);

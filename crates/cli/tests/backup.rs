@@ -148,6 +148,10 @@ fn a_backup_from_a_node_nobody_listens_on_fails_clearly() {
     let file = files.0.join("never.backup");
     let output = backup(port, &file, &[]);
     assert!(!output.status.success());
-    assert!(text(&output.stderr).contains("cannot reach a node's admin endpoint"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot reach a node's admin endpoint"),
+        "{}",
+        text(&output.stderr)
+    );
     assert!(!file.exists());
 }

@@ -136,7 +136,10 @@ impl NodeHandle {
     /// A consistent snapshot for a backup, or why there is none (no leader, timed out, stopping).
     pub async fn backup(&self) -> Result<BackupSnapshot, String> {
         let (reply, receiver) = oneshot::channel();
-        self.events.send(Event::Backup { reply }).await.map_err(|_| "the node is shutting down".to_string())?;
+        self.events
+            .send(Event::Backup { reply })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
         receiver.await.map_err(|_| "the node stopped before the snapshot was taken".to_string())?
     }
 

@@ -468,7 +468,9 @@ impl Scenario {
     /// The node's whole state machine, encoded (equal states give equal bytes), if it runs.
     pub fn state_machine_bytes(&self, id: NodeId) -> Option<Vec<u8>> {
         let node = self.world.sim_node(id);
-        node.is_running().then(|| node.inner().map(|inner| inner.state_machine().snapshot().to_bytes())).flatten()
+        node.is_running()
+            .then(|| node.inner().map(|inner| inner.state_machine().snapshot().to_bytes()))
+            .flatten()
     }
 
     /// The client commands the node has applied, with their indexes.

@@ -41,7 +41,10 @@ impl Clock for SimClock {
 pub enum Persisted {
     Batch(Option<HardState>, Vec<Entry>),
     /// The node's own snapshot became the log's start (compaction).
-    OwnSnapshot { index: raft::Index, term: raft::Term },
+    OwnSnapshot {
+        index: raft::Index,
+        term: raft::Term,
+    },
     /// A leader's snapshot became the log's start (entries after it kept only if `keep_entries_after`).
     Snapshot {
         index: raft::Index,

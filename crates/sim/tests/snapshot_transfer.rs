@@ -57,7 +57,11 @@ fn follower_restarted_mid_transfer(seed: u64) {
     });
     let before = chunks_to(&mut s, follower);
     if !mid_transfer || before.iter().any(|c| c.done) {
-        s.fail(format!("no transfer was caught in the middle: {} chunks sent, last {:?}", before.len(), before.last()));
+        s.fail(format!(
+            "no transfer was caught in the middle: {} chunks sent, last {:?}",
+            before.len(),
+            before.last()
+        ));
     }
     s.crash(follower);
     s.run_ms(100);
@@ -76,7 +80,9 @@ fn follower_restarted_mid_transfer(seed: u64) {
     };
     let stream = &after[start..];
     for pair in stream.windows(2) {
-        if pair[1].offset != pair[0].offset + pair[0].bytes as u64 || pair[1].snapshot_index != pair[0].snapshot_index {
+        if pair[1].offset != pair[0].offset + pair[0].bytes as u64
+            || pair[1].snapshot_index != pair[0].snapshot_index
+        {
             s.fail(format!("the restarted stream is not contiguous: {pair:?}"));
         }
     }

@@ -55,7 +55,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
         .route("/cluster", get(get_cluster))
-        .route("/snapshot", get(|State(state): State<Arc<AdminState>>| async move { backup::snapshot(&state.node).await }))
+        .route(
+            "/snapshot",
+            get(|State(state): State<Arc<AdminState>>| async move { backup::snapshot(&state.node).await }),
+        )
         .route("/", get(|| async { web::asset("index.html") }))
         .route("/{file}", get(get_asset))
         .fallback(not_found)
@@ -180,6 +183,7 @@ async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    let text = format!("no page at {}; try /, /cluster, /status, /metrics, /health or /snapshot\n", uri.path());
+    let text =
+        format!("no page at {}; try /, /cluster, /status, /metrics, /health or /snapshot\n", uri.path());
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
