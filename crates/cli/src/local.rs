@@ -152,7 +152,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     let local = read_or_create_local_file(args)?;
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let ids: Vec<u64> = (1..=args.nodes).collect();
-    let mut all_fresh = ids.iter().all(|id| is_fresh(&args.dir.join(format!("node-{id}"))));
+    let all_fresh = ids.iter().all(|id| is_fresh(&args.dir.join(format!("node-{id}"))));
     let members: Vec<String> = ids
         .iter()
         .map(|&id| {
@@ -172,8 +172,9 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             ));
         }
         restore_every_node(args, file, &ids, local.cluster_id)?;
-        all_fresh = false;
     }
+    // Seeded directories are members already: only an empty new cluster is bootstrapped.
+    let bootstrap = all_fresh && args.restore.is_none();
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
@@ -182,7 +183,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     let mut children = Vec::new();
     for &id in &ids {
         let node_dir = args.dir.join(format!("node-{id}"));
-        if !all_fresh && is_fresh(&node_dir) {
+        if !all_fresh && args.restore.is_none() && is_fresh(&node_dir) {
             eprintln!(
                 "raftkv local: {} is empty but other nodes hold data: node {id} starts without state and waits \
                  to be added (it will not vote)",
@@ -211,7 +212,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
         for member in &members {
             command.args(["--member", member]);
         }
-        if all_fresh {
+        if bootstrap {
             command.arg("--bootstrap");
         }
         command.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
@@ -228,7 +229,11 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
         let child = command.spawn().map_err(|e| format!("starting node {id}: {e}"))?;
         children.push((id, child));
     }
-    let verb = if all_fresh { "Started a new" } else { "Resumed the" };
+    let verb = match (&args.restore, all_fresh) {
+        (Some(_), _) => "Started a restored",
+        (None, true) => "Started a new",
+        (None, false) => "Resumed the",
+    };
     println!("{verb} {}-node raftkv cluster; data in {}", args.nodes, args.dir.display());
     for &id in &ids {
         println!(
