@@ -36,7 +36,7 @@ events.forEach((event, index) => {
 const messageList = [...messages.values()].sort((a, b) => a.sendIndex - b.sendIndex);
 
 // Marks on the timeline and the stops of "next change".
-const isChange = (event) => event.kind === "fault" || event.kind === "violation" || (event.kind === "role" && ["leader", "candidate"].includes(event.role));
+const isChange = (event) => event.kind === "fault" || event.kind === "violation" || event.kind === "snapshot_install" || (event.kind === "role" && ["leader", "candidate"].includes(event.role));
 const changeIndexes = [];
 events.forEach((event, index) => { if (isChange(event)) changeIndexes.push(index); });
 
@@ -65,6 +65,13 @@ function setLog(node, firstIndex, terms) {
   node.log.length = Math.min(node.log.length, firstIndex - node.firstIndex);
   while (node.log.length < firstIndex - node.firstIndex) node.log.push(0); // unknown (a gap)
   for (const term of terms) node.log.push(term);
+}
+
+// The log now starts after `index`: entries up to it are only in a snapshot (compaction keeps the rest).
+function compactTo(node, index) {
+  if (index < node.firstIndex) return;
+  node.log = node.log.slice(Math.min(node.log.length, index + 1 - node.firstIndex));
+  node.firstIndex = index + 1;
 }
 
 const numbers = (text) => (text.match(/\d+/g) || []).map(Number);
@@ -122,6 +129,17 @@ function apply(state, event) {
       Object.assign(node, { term: event.term, vote: event.vote ?? null, commit: event.commit_index, role: "follower", leader: null, status: "up", log: [], firstIndex: event.first_index });
       node.applied = Math.min(node.applied, event.commit_index);
       setLog(node, event.first_index, event.terms);
+      break;
+    case "snapshot_taken":
+      compactTo(node, event.index);
+      break;
+    case "snapshot_install":
+      // §7: the entries after the snapshot stay only if the log held its entry with its term.
+      if (!event.keep_entries_after) node.log = [];
+      compactTo(node, event.index);
+      if (!event.keep_entries_after) node.firstIndex = event.index + 1;
+      node.commit = Math.max(node.commit, event.index);
+      node.applied = Math.max(node.applied, event.index);
       break;
     case "commit":
       node.commit = event.index;
@@ -300,6 +318,8 @@ function describe(event) {
     case "persist": return `node ${event.node} persists term ${event.term}, vote ${event.vote ?? "none"}, last index ${event.last_index}`;
     case "append": return `node ${event.node} appends ${event.terms.length} entr${event.terms.length === 1 ? "y" : "ies"} from index ${event.first_index}`;
     case "recover": return `node ${event.node} restarts from its disk: term ${event.term}, ${event.terms.length} entries, commit ${event.commit_index}`;
+    case "snapshot_taken": return `node ${event.node} snapshots at ${event.index} (term ${event.term}) and compacts its log`;
+    case "snapshot_install": return `node ${event.node} installs its leader's snapshot at ${event.index} (term ${event.term})${event.keep_entries_after ? ", keeping the entries after it" : ", replacing its log"}`;
     case "commit": return `node ${event.node} commits up to ${event.index}`;
     case "apply": return `node ${event.node} applies ${event.index} (term ${event.term})`;
     case "invoke": return `client ${event.client} → node ${event.node}: ${event.op}`;
@@ -330,7 +350,7 @@ function drawSide(state, index) {
   for (let i = index; i >= 0 && items.length < 14; i--) {
     const e = events[i];
     if (e.kind === "send" || e.kind === "deliver") continue; // the picture shows those
-    const kind = e.kind === "fault" || e.kind === "violation" ? "fault" : e.kind === "role" ? (e.role === "leader" ? "leader" : "election") : "info";
+    const kind = e.kind === "fault" || e.kind === "violation" ? "fault" : e.kind.startsWith("snapshot") ? "snapshot" : e.kind === "role" ? (e.role === "leader" ? "leader" : "election") : "info";
     const item = document.createElement("li");
     item.className = `${kind}${i === index ? " now" : ""}`;
     item.append(Object.assign(document.createElement("time"), { textContent: formatTime(e.t) }), Object.assign(document.createElement("span"), { textContent: describe(e) }));
@@ -386,7 +406,7 @@ function markTimeline() {
     const event = events[index];
     if (event.kind === "role" && event.role !== "leader") continue;
     const mark = document.createElement("span");
-    mark.className = `mark ${event.kind === "role" ? "leader" : "fault"}`;
+    mark.className = `mark ${event.kind === "role" ? "leader" : event.kind === "snapshot_install" ? "snapshot" : "fault"}`;
     mark.style.left = `${(100 * index) / last}%`;
     mark.title = `${formatTime(event.t)}: ${describe(event)}`;
     mark.addEventListener("click", () => { pause(); show(index); });

@@ -36,6 +36,10 @@ pub struct LocalArgs {
     /// Every node snapshots its state machine and compacts its log every this many entries (0: never).
     #[arg(long, default_value_t = server::config::DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)]
     snapshot_threshold_entries: u64,
+    /// Start a new cluster whose every node is seeded from this backup (`raftkv backup --to FILE`)
+    /// instead of empty; --dir must hold no cluster yet.
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
 }
 
 fn parse_node_count(text: &str) -> Result<u64, String> {
@@ -160,6 +164,17 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             )
         })
         .collect();
+    if let Some(file) = &args.restore {
+        if !all_fresh {
+            return Err(format!(
+                "--restore seeds a new cluster, but {} already holds one; use another --dir",
+                args.dir.display()
+            ));
+        }
+        restore_every_node(args, file, &ids, local.cluster_id)?;
+    }
+    // Seeded directories are members already: only an empty new cluster is bootstrapped.
+    let bootstrap = all_fresh && args.restore.is_none();
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
@@ -168,7 +183,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     let mut children = Vec::new();
     for &id in &ids {
         let node_dir = args.dir.join(format!("node-{id}"));
-        if !all_fresh && is_fresh(&node_dir) {
+        if !all_fresh && args.restore.is_none() && is_fresh(&node_dir) {
             eprintln!(
                 "raftkv local: {} is empty but other nodes hold data: node {id} starts without state and waits \
                  to be added (it will not vote)",
@@ -197,7 +212,7 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
         for member in &members {
             command.args(["--member", member]);
         }
-        if all_fresh {
+        if bootstrap {
             command.arg("--bootstrap");
         }
         command.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
@@ -214,7 +229,11 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
         let child = command.spawn().map_err(|e| format!("starting node {id}: {e}"))?;
         children.push((id, child));
     }
-    let verb = if all_fresh { "Started a new" } else { "Resumed the" };
+    let verb = match (&args.restore, all_fresh) {
+        (Some(_), _) => "Started a restored",
+        (None, true) => "Started a new",
+        (None, false) => "Resumed the",
+    };
     println!("{verb} {}-node raftkv cluster; data in {}", args.nodes, args.dir.display());
     for &id in &ids {
         println!(
@@ -231,6 +250,26 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
     );
     println!("Live view: open http://127.0.0.1:{}/ in a browser.", args.admin_base_port);
     Ok(children)
+}
+
+/// Seeds every node's directory from one verified backup, with this cluster's members and id: the
+/// nodes then start from the backup's data (not bootstrapped empty), as `raftkv restore` would leave them.
+fn restore_every_node(args: &LocalArgs, file: &Path, ids: &[u64], cluster_id: u64) -> Result<(), String> {
+    let mut backup = crate::backup_file::verify(file)?;
+    backup.machine.clear_sessions();
+    for &id in ids {
+        let node_dir = args.dir.join(format!("node-{id}"));
+        crate::restore::check_fresh(&node_dir)?;
+        crate::restore::seed(&backup, &node_dir, id, ids, cluster_id)?;
+    }
+    println!(
+        "Restored {} (snapshot at index {}, term {}, {} keys) into every node of a new cluster",
+        file.display(),
+        backup.meta.index,
+        backup.meta.term,
+        backup.machine.key_count()
+    );
+    Ok(())
 }
 
 fn supervise(mut children: Vec<(u64, Child)>) -> ExitCode {

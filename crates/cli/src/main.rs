@@ -5,9 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
+mod backup_file;
 mod bench_disk;
 mod check;
 mod local;
+mod restore;
 mod serve;
 mod sim;
 mod status;
@@ -34,6 +37,10 @@ enum Command {
     Local(local::LocalArgs),
     /// Print a table of every node: id, address, role, term, commit, applied, lag.
     Status(status::StatusArgs),
+    /// Save a consistent snapshot of a running cluster to a file (from any node's admin endpoint).
+    Backup(backup::BackupArgs),
+    /// Seed one node's data directory of a brand-new cluster from a backup file.
+    Restore(restore::RestoreArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -61,6 +68,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Local(args) => local::run(args),
         Command::Status(args) => status::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => restore::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Trace(args) => trace::run(args),

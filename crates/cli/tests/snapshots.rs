@@ -4,7 +4,7 @@
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::{wait_until, Cluster, LEADER_BOUND};
 use redis::Commands;
@@ -28,42 +28,6 @@ fn metric(cluster: &Cluster, id: u64, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Writes `key-0 .. key-{count}` (value = the number) in MSETs through the leader, retrying a batch that
-/// failed (MSET is idempotent).
-fn write_keys(cluster: &Cluster, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut start = 0;
-    while start < count {
-        assert!(Instant::now() < deadline, "only {start} of {count} keys written in 300 s");
-        let leader = cluster.wait_for_leader(LEADER_BOUND);
-        let Ok(mut connection) = cluster.connect(leader) else { continue };
-        let mut command = redis::cmd("MSET");
-        for i in start..(start + KEYS_PER_WRITE).min(count) {
-            command.arg(format!("key-{i}")).arg(i);
-        }
-        if command.query::<()>(&mut connection).is_ok() {
-            start += KEYS_PER_WRITE;
-        } else {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn assert_serves_every_key(cluster: &Cluster, id: u64, count: usize) {
-    let mut connection = cluster.connect(id).unwrap();
-    // Stale reads: what this node's own state machine holds, not what a leader would answer.
-    let _: () = redis::cmd("READONLY").query(&mut connection).unwrap();
-    for chunk_start in (0..count).step_by(500) {
-        let names: Vec<String> =
-            (chunk_start..(chunk_start + 500).min(count)).map(|i| format!("key-{i}")).collect();
-        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
-        for (offset, value) in values.into_iter().enumerate() {
-            let i = chunk_start + offset;
-            assert_eq!(value, Some(i as u64), "node {id} serves key-{i}");
-        }
-    }
-}
-
 #[test]
 fn a_follower_down_while_the_leader_compacts_catches_up_through_install_snapshot() {
     let mut cluster =
@@ -74,7 +38,7 @@ fn a_follower_down_while_the_leader_compacts_catches_up_through_install_snapshot
     cluster.kill(follower);
 
     let count = key_count();
-    write_keys(&cluster, count);
+    cluster.write_keys(count, KEYS_PER_WRITE);
     let leader = cluster.wait_for_leader(LEADER_BOUND);
     let leader_snapshot = cluster.status_json(leader).and_then(|s| s["snapshot_index"].as_u64()).unwrap_or(0);
     assert!(
@@ -96,7 +60,7 @@ fn a_follower_down_while_the_leader_compacts_catches_up_through_install_snapshot
         || metric(&cluster, follower, "raftkv_snapshots_installed_total") >= 1.0,
         || format!("node {follower} to report an installed snapshot"),
     );
-    assert_serves_every_key(&cluster, follower, count);
+    cluster.assert_serves_every_key(follower, count);
     let before: Option<String> = cluster.connect(follower).unwrap().get("before").unwrap();
     assert_eq!(before.as_deref(), Some("stop"));
 
@@ -104,5 +68,5 @@ fn a_follower_down_while_the_leader_compacts_catches_up_through_install_snapshot
     cluster.kill(follower);
     cluster.start_node(follower, false);
     cluster.wait_applied(follower, target, Duration::from_secs(60));
-    assert_serves_every_key(&cluster, follower, count);
+    cluster.assert_serves_every_key(follower, count);
 }

@@ -242,6 +242,14 @@ impl KvStateMachine {
         Snapshot::new(self.applied_index, self.time_ms, self.store.clone(), self.sessions.clone())
     }
 
+    /// Forgets every client session and its cached replies. Only for seeding a brand-new cluster from a
+    /// backup (`raftkv restore`): the new cluster has no clients yet, and its nodes number their own
+    /// sessions from incarnation 1 again, so a session of the old cluster kept here could answer a new
+    /// command with an old cached reply instead of applying it (dissertation §6.3's dedup, misfiring).
+    pub fn clear_sessions(&mut self) {
+        self.sessions = Sessions::default();
+    }
+
     /// Checks internal invariants in O(n); for tests and after restore.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.store.check_invariants()?;

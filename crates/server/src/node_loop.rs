@@ -39,6 +39,10 @@ pub enum Event {
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// A consistent snapshot for a backup (`GET /snapshot`, `raftkv backup`); see [`BackupSnapshot`].
+    Backup {
+        reply: oneshot::Sender<Result<BackupSnapshot, String>>,
+    },
     /// Fail every pending request and stop (graceful shutdown).
     Shutdown,
 }
@@ -65,6 +69,19 @@ pub struct NodeStatus {
     pub keys: usize,
     pub pending_requests: usize,
     pub incarnation: u64,
+}
+
+/// What a backup streams: a frozen view of the state machine (O(1) to take, written by another thread)
+/// and the Raft metadata at its applied index.
+///
+/// Consistency: the node first runs a linearizable read (ReadIndex, §6.4 of the dissertation; through the
+/// leader on a follower) and takes the view only once that read is served, so the view's applied index is
+/// at least the commit index the leader confirmed after the request arrived. Every write acknowledged
+/// before the backup was asked for is in it, as for any linearizable read.
+pub struct BackupSnapshot {
+    pub node_id: NodeId,
+    pub meta: raft::SnapshotMeta,
+    pub state: kv::Snapshot,
 }
 
 /// What a leader knows of one follower.
@@ -114,6 +131,16 @@ impl NodeHandle {
         let (reply, receiver) = oneshot::channel();
         self.events.send(Event::Status { reply }).await.ok()?;
         receiver.await.ok()
+    }
+
+    /// A consistent snapshot for a backup, or why there is none (no leader, timed out, stopping).
+    pub async fn backup(&self) -> Result<BackupSnapshot, String> {
+        let (reply, receiver) = oneshot::channel();
+        self.events
+            .send(Event::Backup { reply })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        receiver.await.map_err(|_| "the node stopped before the snapshot was taken".to_string())?
     }
 
     pub async fn peer_message(&self, from: NodeId, message: PeerMessage) -> bool {
@@ -264,6 +291,8 @@ const MAX_EVENTS_PER_BATCH: usize = 256;
 struct LoopState {
     incarnation: u64,
     waiting: HashMap<ClientToken, WaitingRequest>,
+    /// Backups waiting for their linearizable barrier read, by its token.
+    backups: HashMap<ClientToken, oneshot::Sender<Result<BackupSnapshot, String>>>,
     next_token: ClientToken,
     /// When a message from each peer last arrived (the leader's "time since last contact").
     last_heard: HashMap<NodeId, Instant>,
@@ -282,6 +311,7 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
     let mut state = LoopState {
         incarnation,
         waiting: HashMap::new(),
+        backups: HashMap::new(),
         next_token: 0,
         last_heard: HashMap::new(),
         last_role: (Role::Follower, 0, None),
@@ -344,6 +374,12 @@ fn handle_event(node: &mut ServerNode, state: &mut LoopState, event: Event) -> R
         Event::Status { reply } => {
             let _ = reply.send(status_of(node, state));
         }
+        Event::Backup { reply } => {
+            state.next_token += 1;
+            state.backups.insert(state.next_token, reply);
+            // The barrier: a linearizable read whose answer we do not need, only its timing.
+            node.submit(state.next_token, Command::DbSize, Consistency::Linearizable)?
+        }
         Event::Shutdown => {
             let _ = node.end_batch();
             route(node, state);
@@ -381,6 +417,10 @@ fn log_role_change(node: &ServerNode, last: &mut (Role, u64, Option<NodeId>)) {
 /// Sends each completion to the client waiting for it (a client that went away is simply skipped).
 fn route(node: &mut ServerNode, state: &mut LoopState) {
     for completion in node.take_completions() {
+        if let Some(backup) = state.backups.remove(&completion.token) {
+            let _ = backup.send(backup_snapshot(node, completion.reply));
+            continue;
+        }
         if let Some(request) = state.waiting.remove(&completion.token) {
             node_metrics::record_answer(&state.metrics, &request, &completion.reply);
             let _ = request.reply.send(completion.reply);
@@ -388,7 +428,20 @@ fn route(node: &mut ServerNode, state: &mut LoopState) {
     }
 }
 
+/// Takes the backup's frozen view once its barrier read was served (or says why it failed).
+fn backup_snapshot(node: &ServerNode, barrier: Reply) -> Result<BackupSnapshot, String> {
+    if let Reply::Error(text) = barrier {
+        return Err(format!("the linearizable read that orders the backup failed: {text}"));
+    }
+    let state = node.state_machine().snapshot();
+    let meta = node.raft().snapshot_meta_at(state.applied_index()).map_err(|e| e.to_string())?;
+    Ok(BackupSnapshot { node_id: node.id(), meta, state })
+}
+
 fn fail_all(state: &mut LoopState, text: &str) {
+    for (_, backup) in state.backups.drain() {
+        let _ = backup.send(Err(text.to_string()));
+    }
     let reply = Reply::error(text);
     for (_, request) in state.waiting.drain() {
         node_metrics::record_answer(&state.metrics, &request, &reply);

@@ -58,6 +58,19 @@ pub struct KindCount {
 pub struct MessageCounts {
     enabled: bool,
     by_kind: BTreeMap<&'static str, KindCount>,
+    /// Every InstallSnapshot chunk sent, in order.
+    pub snapshot_chunks: Vec<ChunkSent>,
+}
+
+/// One InstallSnapshot chunk as it left its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSent {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub snapshot_index: Index,
+    pub offset: u64,
+    pub bytes: usize,
+    pub done: bool,
 }
 
 /// The Raft messages that are requests; the lab counts RPCs, and a request and its reply are one RPC.
@@ -79,9 +92,19 @@ fn kind_of(message: &PeerMessage) -> &'static str {
 }
 
 impl MessageCounts {
-    pub(crate) fn record(&mut self, message: &PeerMessage) {
+    pub(crate) fn record(&mut self, from: NodeId, to: NodeId, message: &PeerMessage) {
         if !self.enabled {
             return;
+        }
+        if let PeerMessage::Raft(raft::Message { body: MessageBody::InstallSnapshot(chunk), .. }) = message {
+            self.snapshot_chunks.push(ChunkSent {
+                from,
+                to,
+                snapshot_index: chunk.meta.index,
+                offset: chunk.offset,
+                bytes: chunk.data.len(),
+                done: chunk.done,
+            });
         }
         let bytes = postcard::to_allocvec(message).map_or(0, |encoded| encoded.len() as u64);
         let count = self.by_kind.entry(kind_of(message)).or_default();
@@ -442,6 +465,14 @@ impl Scenario {
         raft.log().slice(raft.log().first_index(), applied).to_vec()
     }
 
+    /// The node's whole state machine, encoded (equal states give equal bytes), if it runs.
+    pub fn state_machine_bytes(&self, id: NodeId) -> Option<Vec<u8>> {
+        let node = self.world.sim_node(id);
+        node.is_running()
+            .then(|| node.inner().map(|inner| inner.state_machine().snapshot().to_bytes()))
+            .flatten()
+    }
+
     /// The client commands the node has applied, with their indexes.
     pub fn applied_commands(&self, id: NodeId) -> Vec<(Index, Command)> {
         self.committed_entries_on(id).iter().filter_map(|e| command_of(e).map(|c| (e.index, c))).collect()
@@ -571,6 +602,16 @@ impl Scenario {
     }
 
     // ----- Counting -----------------------------------------------------------------------------------
+
+    /// Every InstallSnapshot chunk sent so far, in order.
+    pub fn snapshot_chunks(&mut self) -> &[ChunkSent] {
+        &self.world.message_counts_mut().snapshot_chunks
+    }
+
+    /// As [`Scenario::snapshot_chunks`], for a `run_until` condition (which sees the scenario shared).
+    pub fn chunks_sent(&self) -> &[ChunkSent] {
+        &self.world.message_counts().snapshot_chunks
+    }
 
     /// Messages sent so far, by kind.
     pub fn message_counts(&mut self) -> &MessageCounts {

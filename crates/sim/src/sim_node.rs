@@ -40,6 +40,11 @@ impl Clock for SimClock {
 /// What the node made durable, in order.
 pub enum Persisted {
     Batch(Option<HardState>, Vec<Entry>),
+    /// The node's own snapshot became the log's start (compaction).
+    OwnSnapshot {
+        index: raft::Index,
+        term: raft::Term,
+    },
     /// A leader's snapshot became the log's start (entries after it kept only if `keep_entries_after`).
     Snapshot {
         index: raft::Index,
@@ -80,6 +85,10 @@ impl Observer for SimObserver {
     fn snapshot_installed(&mut self, meta: &raft::SnapshotMeta, keep_entries_after: bool) {
         let (index, term) = (meta.index, meta.term);
         self.observed.persisted.push(Persisted::Snapshot { index, term, keep_entries_after });
+    }
+
+    fn snapshot_taken(&mut self, meta: &raft::SnapshotMeta) {
+        self.observed.persisted.push(Persisted::OwnSnapshot { index: meta.index, term: meta.term });
     }
 
     fn restored(&mut self, index: raft::Index) {

@@ -69,6 +69,10 @@ pub struct FaultSettings {
     /// never). Not a fault but drawn like one: low thresholds put snapshots, compaction and
     /// InstallSnapshot at random points under every other fault (a crash mid-write or mid-install too).
     pub snapshot_threshold_entries: u64,
+    /// The largest InstallSnapshot chunk. Not drawn (every seed keeps the core's default, larger than any
+    /// simulated snapshot, so one chunk carries it); scenarios lower it to stream a snapshot in many
+    /// chunks and stop a transfer in the middle.
+    pub snapshot_chunk_bytes: usize,
 }
 
 /// A crashed new leader dies at most this long after taking office: three ticks, a few heartbeats.
@@ -78,6 +82,8 @@ impl FaultSettings {
     /// The maxima: chosen so that the worst seeds are brutal but a majority still makes progress often
     /// enough for the liveness phase to mean something.
     const MAX_MESSAGE_LOSS: f64 = 0.30;
+    /// The core's own default chunk size.
+    pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
     const MAX_MESSAGE_DUPLICATION: f64 = 0.10;
     const MAX_MESSAGE_LATE: f64 = 0.05;
     const MAX_NETWORK_DELAY_MEAN_US: f64 = 20_000.0;
@@ -119,6 +125,7 @@ impl FaultSettings {
             leader_crash: draw_level(&mut rng) * Self::MAX_LEADER_CRASH,
             // Drawn last for the same reason.
             snapshot_threshold_entries: Self::snapshot_threshold(draw_level(&mut rng)),
+            snapshot_chunk_bytes: Self::DEFAULT_SNAPSHOT_CHUNK_BYTES,
         }
     }
 
@@ -148,6 +155,7 @@ impl FaultSettings {
             max_entries_per_message: Self::DEFAULT_MAX_ENTRIES_PER_MESSAGE,
             leader_crash: 0.0,
             snapshot_threshold_entries: 0,
+            snapshot_chunk_bytes: Self::DEFAULT_SNAPSHOT_CHUNK_BYTES,
         }
     }
 }

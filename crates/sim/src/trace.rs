@@ -74,6 +74,22 @@ pub enum TraceEvent {
         first_index: Index,
         terms: Vec<Term>,
     },
+    /// A node's own snapshot at `index` (entry term `term`) is durable and its log compacted up to it:
+    /// the entries up to `index` are now only in the snapshot.
+    SnapshotTaken {
+        node: NodeId,
+        index: Index,
+        term: Term,
+    },
+    /// A node installed its leader's snapshot (InstallSnapshot, §7): its log now starts after `index`,
+    /// and holds the entries after it only if `keep_entries_after` (it held the snapshot's entry with its
+    /// term); its state machine is the snapshot's.
+    SnapshotInstall {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        keep_entries_after: bool,
+    },
     Commit {
         node: NodeId,
         index: Index,

@@ -264,6 +264,10 @@ impl World {
         self.applied_entries.as_ref()?[id as usize - 1].get(&index)
     }
 
+    pub(crate) fn message_counts(&self) -> &crate::scenario::MessageCounts {
+        &self.message_counts
+    }
+
     pub(crate) fn message_counts_mut(&mut self) -> &mut crate::scenario::MessageCounts {
         &mut self.message_counts
     }
@@ -558,7 +562,7 @@ impl World {
         let from = self.nodes[index].id;
         let outgoing: Vec<(NodeId, PeerMessage)> = self.nodes[index].outbox.borrow_mut().drain(..).collect();
         for (to, message) in outgoing {
-            self.message_counts.record(&message);
+            self.message_counts.record(from, to, &message);
             let description = match &message {
                 PeerMessage::Raft(m) => m.to_string(),
                 other => other.kind().to_string(),
@@ -640,8 +644,13 @@ impl World {
                     self.snapshot_installs[self.phase] += 1;
                     self.trace.record(
                         self.now,
-                        TraceEvent::Fault { fault: format!("node {id} installed snapshot {index}@{term}") },
+                        TraceEvent::SnapshotInstall { node: id, index, term, keep_entries_after },
                     );
+                    continue;
+                }
+                &Persisted::OwnSnapshot { index, term } => {
+                    // Compaction changes no hash: the chain of the entries after it is unchanged.
+                    self.trace.record(self.now, TraceEvent::SnapshotTaken { node: id, index, term });
                     continue;
                 }
             };
@@ -796,6 +805,7 @@ impl World {
             crate::boot::recover(node, CLUSTER_ID, &self.config, timing, snapshots, |config| raft::Config {
                 election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
                 max_entries_per_message: self.settings.max_entries_per_message,
+                max_snapshot_chunk_bytes: self.settings.snapshot_chunk_bytes,
                 heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
                 ..config
             });

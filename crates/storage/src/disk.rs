@@ -121,6 +121,11 @@ struct RealFile {
     file: File,
 }
 
+/// Opens a file outside any data directory for reading only (a backup given on the command line).
+pub(crate) fn open_read_only(path: &Path) -> io::Result<Box<dyn DiskFile>> {
+    Ok(Box::new(RealFile { file: File::open(path)? }))
+}
+
 impl DiskFile for RealFile {
     fn len_bytes(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())

@@ -117,6 +117,10 @@
 //! configuration encoded as above) · `crc32c u32` of everything before it · the data (opaque to this crate)
 //! · trailer: `data_len u64` · `crc32c u32` of the data · `"SEND"`. Written as `snap-…tmp`, fsynced,
 //! renamed, directory fsynced. Bootstrap writes the index-0 snapshot holding the initial configuration.
+//! A backup (`raftkv backup`) is one such file, streamed by [`SnapshotEncoder`]; seeding a new member
+//! from it ([`Storage::seed_from_snapshot`], `raftkv restore`) writes the backup's data under the new
+//! configuration's metadata, then a first segment whose header has `start_last_index` = the snapshot's
+//! index and hard state `(snapshot term, no vote, commit = snapshot index)`, then `IDENTITY`.
 //!
 //! # Recovery decision table
 //!
@@ -190,5 +194,5 @@ mod wal;
 pub use disk::{Disk, DiskFile, DiskLock, FileDisk};
 pub use error::{Error, Identity, Result};
 pub use sim::{CrashModel, SimDisk, SIM_PAGE_BYTES, SIM_SECTOR_BYTES};
-pub use snapshot::{FinishedSnapshot, ReceivingSnapshot, SnapshotReader, SnapshotWriter};
+pub use snapshot::{FinishedSnapshot, ReceivingSnapshot, SnapshotEncoder, SnapshotReader, SnapshotWriter};
 pub use storage::{InitialState, Storage, StorageOptions, DEFAULT_SEGMENT_BYTES, IDENTITY_FILE, LOCK_FILE};

@@ -94,17 +94,95 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<(Index, Term)> {
     Some((hex(index)?, hex(term)?))
 }
 
+/// Encodes a snapshot file — header with the metadata, the data, trailer with the data's length and
+/// CRC32C — into any [`Write`]: a file being written ([`SnapshotWriter`]), or a network stream (a backup
+/// streamed by a node's admin endpoint). Write the data through it, then call
+/// [`SnapshotEncoder::finish`]; the bytes are exactly the snapshot file format of the crate docs.
+pub struct SnapshotEncoder<W: Write> {
+    inner: W,
+    data_bytes: u64,
+    crc: u32,
+}
+
+impl<W: Write> SnapshotEncoder<W> {
+    /// Writes the header (magic, version, metadata and its CRC32C).
+    pub fn new(meta: &SnapshotMeta, mut inner: W) -> io::Result<SnapshotEncoder<W>> {
+        let mut header = Encoder::default();
+        header.bytes(&SNAPSHOT_MAGIC);
+        header.u32(SNAPSHOT_VERSION);
+        let mut meta_bytes = Encoder::default();
+        codec::encode_snapshot_meta(&mut meta_bytes, meta);
+        header.u32(u32::try_from(meta_bytes.buf.len()).expect("metadata under 4 GiB"));
+        header.bytes(&meta_bytes.buf);
+        let crc = crc32c::crc32c(&header.buf);
+        header.u32(crc);
+        inner.write_all(&header.buf)?;
+        Ok(SnapshotEncoder { inner, data_bytes: 0, crc: 0 })
+    }
+
+    /// Writes the trailer and flushes; returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        let mut trailer = Encoder::default();
+        trailer.u64(self.data_bytes);
+        trailer.u32(self.crc);
+        trailer.bytes(&TRAILER_MAGIC);
+        self.inner.write_all(&trailer.buf)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+
+    /// Data bytes written so far.
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+}
+
+impl<W: Write> Write for SnapshotEncoder<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.crc = crc32c::crc32c_append(self.crc, &data[..n]);
+        self.data_bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Appends to a [`DiskFile`] in writes of about [`CHUNK_BYTES`] (the disk interface writes at offsets).
+struct DiskAppender {
+    file: Box<dyn DiskFile>,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl Write for DiskAppender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_at(self.offset, &self.buf)?;
+            self.offset += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
 /// Streams a snapshot's data into a temporary file. It owns its file and no borrow of the storage, so it can
 /// be handed to a background thread; [`crate::Storage::publish_snapshot`] then publishes what
 /// [`SnapshotWriter::finish`] returns.
 pub struct SnapshotWriter {
-    file: Box<dyn DiskFile>,
+    encoder: SnapshotEncoder<DiskAppender>,
     temp_name: String,
     meta: SnapshotMeta,
-    offset: u64,
-    data_bytes: u64,
-    crc: u32,
-    buf: Vec<u8>,
 }
 
 /// A snapshot whose data is durable in its temporary file, not yet published.
@@ -127,54 +205,28 @@ impl SnapshotWriter {
             disk.remove(&temp_name).map_err(|e| Error::io("remove", &temp_name, e))?;
         }
         let file = disk.create(&temp_name).map_err(|e| Error::io("create", &temp_name, e))?;
-        let mut header = Encoder::default();
-        header.bytes(&SNAPSHOT_MAGIC);
-        header.u32(SNAPSHOT_VERSION);
-        let mut meta_bytes = Encoder::default();
-        codec::encode_snapshot_meta(&mut meta_bytes, &meta);
-        header.u32(u32::try_from(meta_bytes.buf.len()).expect("metadata under 4 GiB"));
-        header.bytes(&meta_bytes.buf);
-        let crc = crc32c::crc32c(&header.buf);
-        header.u32(crc);
-        Ok(SnapshotWriter { file, temp_name, meta, offset: 0, data_bytes: 0, crc: 0, buf: header.buf })
-    }
-
-    fn write_buffer(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_at(self.offset, &self.buf)?;
-            self.offset += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(())
+        let appender = DiskAppender { file, offset: 0, buf: Vec::new() };
+        // The header only fills the appender's buffer: nothing touches the disk yet.
+        let encoder = SnapshotEncoder::new(&meta, appender).map_err(|e| Error::io("write", &temp_name, e))?;
+        Ok(SnapshotWriter { encoder, temp_name, meta })
     }
 
     /// Writes the trailer (data length and CRC32C) and fsyncs the temporary file.
-    pub fn finish(mut self) -> Result<FinishedSnapshot> {
-        let mut trailer = Encoder::default();
-        trailer.u64(self.data_bytes);
-        trailer.u32(self.crc);
-        trailer.bytes(&TRAILER_MAGIC);
-        self.buf.extend_from_slice(&trailer.buf);
-        let name = self.temp_name.clone();
-        self.write_buffer().map_err(|e| Error::io("write", &name, e))?;
-        self.file.sync_data().map_err(|e| Error::io("fsync", &name, e))?;
-        Ok(FinishedSnapshot { temp_name: self.temp_name, meta: self.meta })
+    pub fn finish(self) -> Result<FinishedSnapshot> {
+        let name = self.temp_name;
+        let mut appender = self.encoder.finish().map_err(|e| Error::io("write", &name, e))?;
+        appender.file.sync_data().map_err(|e| Error::io("fsync", &name, e))?;
+        Ok(FinishedSnapshot { temp_name: name, meta: self.meta })
     }
 }
 
 impl Write for SnapshotWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.crc = crc32c::crc32c_append(self.crc, data);
-        self.data_bytes += data.len() as u64;
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK_BYTES {
-            self.write_buffer()?;
-        }
-        Ok(data.len())
+        self.encoder.write(data)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.write_buffer()
+        self.encoder.flush()
     }
 }
 
@@ -195,6 +247,19 @@ impl SnapshotReader {
     /// Opens `name` and checks its header and trailer (not yet the data's checksum).
     pub(crate) fn open(disk: &dyn Disk, name: &str) -> Result<SnapshotReader> {
         let file = disk.open(name).map_err(|e| Error::io("open", name, e))?;
+        SnapshotReader::from_file(file, name)
+    }
+
+    /// Opens a snapshot file anywhere (read-only), such as a backup made by `raftkv backup`, and checks
+    /// its header and trailer; its data's checksum is checked as the last bytes are read (or by
+    /// [`SnapshotReader::verify`]). Errors name the file by `path`.
+    pub fn open_path(path: &std::path::Path) -> Result<SnapshotReader> {
+        let name = path.display().to_string();
+        let file = crate::disk::open_read_only(path).map_err(|e| Error::io("open", &name, e))?;
+        SnapshotReader::from_file(file, &name)
+    }
+
+    fn from_file(file: Box<dyn DiskFile>, name: &str) -> Result<SnapshotReader> {
         let len = file.len_bytes().map_err(|e| Error::io("stat", name, e))?;
         let mut fixed = [0u8; 16];
         if len < 16 + 4 + TRAILER_BYTES {
@@ -274,8 +339,13 @@ impl SnapshotReader {
         self.data_bytes
     }
 
+    /// The CRC32C of the data, as the trailer records it.
+    pub fn data_crc32c(&self) -> u32 {
+        self.expected_crc
+    }
+
     /// Reads the data to the end, discarding it, to check the checksum.
-    pub(crate) fn verify(mut self) -> Result<SnapshotMeta> {
+    pub fn verify(mut self) -> Result<SnapshotMeta> {
         let mut chunk = vec![0u8; CHUNK_BYTES];
         loop {
             match self.read(&mut chunk) {

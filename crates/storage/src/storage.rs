@@ -202,6 +202,47 @@ impl<D: Disk> Storage<D> {
     /// identity file. A node joining an existing cluster bootstraps with an empty configuration and learns
     /// the real one from the leader.
     pub fn bootstrap(&mut self, configuration: Configuration) -> Result<InitialState> {
+        self.clear_interrupted_bootstrap()?;
+        let meta = SnapshotMeta { index: 0, term: 0, configuration };
+        let writer = SnapshotWriter::create(&self.disk, meta.clone())?;
+        self.publish(writer.finish()?)?;
+        let wal = Wal::create_initial(&self.disk, self.options.segment_bytes)?;
+        write_identity(&self.disk, self.identity())?;
+        self.wal = Some(wal);
+        tracing::info!(identity = %self.identity(), "bootstrapped a new data directory");
+        Ok(InitialState { hard_state: HardState::default(), snapshot: meta, entries: Vec::new() })
+    }
+
+    /// Seeds a brand-new cluster member from a backup (`raftkv restore`): the snapshot `meta` — the
+    /// backup's index and term, the **new** cluster's configuration — with the data `write_data` streams,
+    /// an empty log that continues after it, the hard state `(term = meta.term, no vote, commit =
+    /// meta.index)`, and (last, as at bootstrap) the identity file.
+    ///
+    /// Raft's safety carries over because every member of the new cluster is seeded the same way from the
+    /// same backup: all logs then agree up to the snapshot (its entries are committed by definition, §7),
+    /// none holds anything after it, nobody has voted, and every election starts above the snapshot's
+    /// term. A crash part-way leaves a snapshot past index 0 without an identity, which the next open
+    /// refuses (row 4): delete the directory and seed it again.
+    pub fn seed_from_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        write_data: impl FnOnce(&mut SnapshotWriter) -> io::Result<()>,
+    ) -> Result<InitialState> {
+        self.clear_interrupted_bootstrap()?;
+        let mut writer = SnapshotWriter::create(&self.disk, meta.clone())?;
+        let name = crate::snapshot::snapshot_temp_name(meta.index, meta.term);
+        write_data(&mut writer).map_err(|e| Error::io("write", &name, e))?;
+        self.publish(writer.finish()?)?;
+        let hard_state = HardState { term: meta.term, vote: None, commit: meta.index };
+        let wal = Wal::create_first(&self.disk, self.options.segment_bytes, meta.index, hard_state)?;
+        write_identity(&self.disk, self.identity())?;
+        self.wal = Some(wal);
+        tracing::info!(identity = %self.identity(), index = meta.index, term = meta.term, "seeded a new data directory from a snapshot");
+        Ok(InitialState { hard_state, snapshot: meta, entries: Vec::new() })
+    }
+
+    /// Refuses a directory that holds state, and removes what an interrupted bootstrap left behind.
+    fn clear_interrupted_bootstrap(&mut self) -> Result<()> {
         if self.wal.is_some() {
             return Err(Error::AlreadyBootstrapped);
         }
@@ -218,14 +259,7 @@ impl<D: Disk> Storage<D> {
         for name in leftovers {
             self.disk.remove(&name).map_err(|e| Error::io("remove", &name, e))?;
         }
-        let meta = SnapshotMeta { index: 0, term: 0, configuration };
-        let writer = SnapshotWriter::create(&self.disk, meta.clone())?;
-        self.publish(writer.finish()?)?;
-        let wal = Wal::create_initial(&self.disk, self.options.segment_bytes)?;
-        write_identity(&self.disk, self.identity())?;
-        self.wal = Some(wal);
-        tracing::info!(identity = %self.identity(), "bootstrapped a new data directory");
-        Ok(InitialState { hard_state: HardState::default(), snapshot: meta, entries: Vec::new() })
+        Ok(())
     }
 
     /// Makes `hard_state` and `entries` durable together: one record, one write, one `fdatasync`. If

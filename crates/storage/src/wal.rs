@@ -316,7 +316,18 @@ pub(crate) struct Wal {
 impl Wal {
     /// Creates the first segment of a brand-new log (header only) and makes it durable.
     pub(crate) fn create_initial(disk: &dyn Disk, segment_bytes: u64) -> Result<Wal> {
-        let header = SegmentHeader { seq: 1, start_last_index: 0, hard_state: HardState::default() };
+        Wal::create_first(disk, segment_bytes, 0, HardState::default())
+    }
+
+    /// The first segment of a fresh log that continues after `start_last_index` (a seeded snapshot's
+    /// index; 0 at bootstrap), with `hard_state` in its header: header only, fsynced, directory fsynced.
+    pub(crate) fn create_first(
+        disk: &dyn Disk,
+        segment_bytes: u64,
+        start_last_index: Index,
+        hard_state: HardState,
+    ) -> Result<Wal> {
+        let header = SegmentHeader { seq: 1, start_last_index, hard_state };
         let name = segment_name(1);
         let mut file = disk.create(&name).map_err(|e| Error::io("create", &name, e))?;
         file.write_at(0, &encode_header(&header)).map_err(|e| Error::io("write", &name, e))?;
@@ -324,12 +335,12 @@ impl Wal {
         disk.sync_dir().map_err(|e| Error::io("fsync directory", disk.describe(), e))?;
         Ok(Wal {
             segment_bytes,
-            segments: vec![SegmentInfo { seq: 1, start_last_index: 0 }],
+            segments: vec![SegmentInfo { seq: 1, start_last_index }],
             file: Some(file),
             offset: SEGMENT_HEADER_BYTES,
             synced_offset: SEGMENT_HEADER_BYTES,
-            last_index: 0,
-            hard_state: HardState::default(),
+            last_index: start_last_index,
+            hard_state,
             roll_requested: false,
             stopped: None,
         })

@@ -83,6 +83,20 @@ impl Cluster {
         bootstrap: bool,
         extra_args: Vec<String>,
     ) -> Cluster {
+        let mut cluster = Cluster::prepare_with(name, n, election_timeout_ms, extra_args);
+        for id in 1..=n as u64 {
+            cluster.start_node(id, bootstrap);
+        }
+        cluster
+    }
+
+    /// Picks ports and a folder for `n` nodes and starts none of them (their data directories, under
+    /// `dir/node-N`, do not exist yet): for tests that seed the directories first, as `raftkv restore`.
+    pub fn prepare(name: &str, n: usize) -> Cluster {
+        Cluster::prepare_with(name, n, ELECTION_TIMEOUT_MS, Vec::new())
+    }
+
+    fn prepare_with(name: &str, n: usize, election_timeout_ms: u64, extra_args: Vec<String>) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -97,21 +111,12 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster =
-            Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms, extra_args };
-        for id in 1..=n as u64 {
-            cluster.start_node(id, bootstrap);
-        }
-        cluster
+        Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms, extra_args }
     }
 
-    pub fn node(&self, id: u64) -> &NodeProcess {
-        &self.nodes[id as usize - 1]
-    }
-
-    pub fn start_node(&mut self, id: u64, bootstrap: bool) {
-        let members: Vec<String> = self
-            .nodes
+    /// Every member as `--member` takes it: `id=peer,client,admin`.
+    pub fn member_flags(&self) -> Vec<String> {
+        self.nodes
             .iter()
             .map(|n| {
                 format!(
@@ -119,7 +124,20 @@ impl Cluster {
                     n.id, n.peer_port, n.client_port, n.admin_port
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}"))
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProcess {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn start_node(&mut self, id: u64, bootstrap: bool) {
+        let members = self.member_flags();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -131,7 +149,7 @@ impl Cluster {
             .arg("serve")
             .args(["--node-id", &id.to_string(), "--cluster-id", &self.cluster_id.to_string()])
             .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{id}")))
+            .arg(self.data_dir(id))
             .args(["--client-listen", &format!("127.0.0.1:{}", node.client_port)])
             .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", node.admin_port)])
@@ -259,6 +277,45 @@ impl Cluster {
 
     pub fn commit_index(&self, id: u64) -> u64 {
         self.info_field(id, "commit_index").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Cluster {
+    /// Writes `key-0 .. key-{count}` (value = the number) in MSETs of `keys_per_write` through the leader,
+    /// retrying a batch that failed (MSET is idempotent).
+    pub fn write_keys(&self, count: usize, keys_per_write: usize) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut start = 0;
+        while start < count {
+            assert!(Instant::now() < deadline, "only {start} of {count} keys written in 300 s");
+            let leader = self.wait_for_leader(LEADER_BOUND);
+            let Ok(mut connection) = self.connect(leader) else { continue };
+            let mut command = redis::cmd("MSET");
+            for i in start..(start + keys_per_write).min(count) {
+                command.arg(format!("key-{i}")).arg(i);
+            }
+            if command.query::<()>(&mut connection).is_ok() {
+                start += keys_per_write;
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Node `id`'s own state machine (stale reads, not what a leader would answer) holds every key that
+    /// [`Cluster::write_keys`] wrote.
+    pub fn assert_serves_every_key(&self, id: u64, count: usize) {
+        let mut connection = self.connect(id).unwrap();
+        let _: () = redis::cmd("READONLY").query(&mut connection).unwrap();
+        for chunk_start in (0..count).step_by(500) {
+            let names: Vec<String> =
+                (chunk_start..(chunk_start + 500).min(count)).map(|i| format!("key-{i}")).collect();
+            let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
+            for (offset, value) in values.into_iter().enumerate() {
+                let i = chunk_start + offset;
+                assert_eq!(value, Some(i as u64), "node {id} serves key-{i}");
+            }
+        }
     }
 }
 

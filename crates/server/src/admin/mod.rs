@@ -4,6 +4,8 @@
 //! - `GET /metrics`: Prometheus text exposition ([`crate::metrics`]);
 //! - `GET /health`: 200 or 503 with a one-line reason ([`health`]);
 //! - `GET /cluster`: every member's `/status` at once, gathered by this node ([`cluster`]);
+//! - `GET /snapshot`: a consistent snapshot of the whole state as one snapshot file, streamed
+//!   (`raftkv backup`; [`backup`]);
 //! - `GET /`: the live view, a page that polls `/cluster` ([`web`]; the files are in `web/` at the
 //!   repository root, embedded in the binary).
 //!
@@ -12,6 +14,7 @@
 //! answer within [`STATUS_TIMEOUT`] (stopping, or stuck on a slow disk) gets a 503, never a hung request.
 //! Anything else is a 404 (or 405 for another method on a known path); no request can panic the node.
 
+pub mod backup;
 pub mod cluster;
 pub mod health;
 pub mod status;
@@ -52,6 +55,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
         .route("/cluster", get(get_cluster))
+        .route(
+            "/snapshot",
+            get(|State(state): State<Arc<AdminState>>| async move { backup::snapshot(&state.node).await }),
+        )
         .route("/", get(|| async { web::asset("index.html") }))
         .route("/{file}", get(get_asset))
         .fallback(not_found)
@@ -176,6 +183,7 @@ async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    let text = format!("no page at {}; try /, /cluster, /status, /metrics or /health\n", uri.path());
+    let text =
+        format!("no page at {}; try /, /cluster, /status, /metrics, /health or /snapshot\n", uri.path());
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }

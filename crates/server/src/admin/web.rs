@@ -23,7 +23,7 @@ pub fn asset(name: &str) -> Response {
         None => (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("no page at /{name}; try /, /cluster, /status, /metrics or /health\n"),
+            format!("no page at /{name}; try /, /cluster, /status, /metrics, /health or /snapshot\n"),
         )
             .into_response(),
     }
