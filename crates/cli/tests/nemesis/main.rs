@@ -1,7 +1,8 @@
 //! Fault injection on real processes (issue 8): five `raftkv serve` processes, fifteen clients doing
 //! GET/SET/APPEND/INCR on three keys at a time, and a seeded nemesis that kills (-9) and restarts nodes,
-//! pauses and resumes them (SIGSTOP/SIGCONT) and partitions them — with network namespaces when running
-//! as root with `ip netns`, else with the nodes' test-only fault switch (feature `fault-injection`).
+//! pauses and resumes them (SIGSTOP/SIGCONT), partitions them, and wakes a paused leader behind a
+//! partition (a zombie leader) — with network namespaces when running as root with `ip netns`, else with
+//! the nodes' test-only fault switch (feature `fault-injection`).
 //! Then every fault is healed, the clients go on for a quiet period, every node must come back and
 //! converge, the final value of every key is read through every node, and:
 //!
@@ -17,12 +18,12 @@
 //! Settings (environment): `RAFTKV_NEMESIS_SEED` (replays a schedule of faults and client choices; the
 //! timing of real processes still varies), `RAFTKV_NEMESIS_SECONDS` (faults, default 120),
 //! `RAFTKV_NEMESIS_QUIET_SECONDS` (after the heal, default 15), `RAFTKV_NEMESIS_PARTITIONS` (`auto`,
-//! `netns`, `switch` or `none`). With the `inject-bugs` feature, `RAFTKV_INJECT_BUG=NAME` breaks one rule
+//! `netns`, `switch` or `none`), `RAFTKV_NEMESIS_KEEP_HISTORY` (keep the EDN file of a passing run too;
+//! a failing run always keeps it). With the `inject-bugs` feature, `RAFTKV_INJECT_BUG=NAME` breaks one rule
 //! in every node, to see the test fail.
 
 #[path = "../harness/mod.rs"]
 mod harness;
-mod rng;
 mod schedule;
 mod verdict;
 mod workload;
@@ -42,8 +43,11 @@ use workload::{Recorder, Workload};
 const NODES: usize = 5;
 /// Snapshots often, so restarted nodes also catch up by InstallSnapshot, under faults.
 const SERVE_ARGS: &[&str] = &["--snapshot-threshold-entries", "1000"];
-/// Each key slot moves to a fresh key this often, keeping every key's history decidable.
-const ROTATE_EVERY: Duration = Duration::from_secs(10);
+/// Each key slot moves to a fresh key this often, keeping every key's history decidable. An operation of
+/// unknown outcome may take effect at any later moment, so the checker must try it at every point of the
+/// rest of its key's life: with 10 s keys, one key after a zombie leader needed 4.2 million states (and
+/// 2 GB) where the budget is one million; 5 s keys halve that span.
+const ROTATE_EVERY: Duration = Duration::from_secs(5);
 /// After the heal: how long the cluster may take to agree on a leader and apply everything.
 const CONVERGE_BOUND: Duration = Duration::from_secs(60);
 /// Process ids of the final reads (far above any client's).
@@ -104,9 +108,16 @@ impl Settings {
             Partitions::Switch { .. } => "switch",
             Partitions::Off(_) => "none",
         };
+        // A run with a test-only bug switched on replays only with it.
+        let (bug, features) = match std::env::var("RAFTKV_INJECT_BUG") {
+            Ok(bug) if !bug.is_empty() => {
+                (format!("RAFTKV_INJECT_BUG={bug} "), "fault-injection,inject-bugs")
+            }
+            _ => (String::new(), "fault-injection"),
+        };
         format!(
-            "RAFTKV_NEMESIS_SEED={} RAFTKV_NEMESIS_SECONDS={} RAFTKV_NEMESIS_QUIET_SECONDS={} \
-             RAFTKV_NEMESIS_PARTITIONS={mode} cargo test -p raftkv --features fault-injection --test nemesis \
+            "{bug}RAFTKV_NEMESIS_SEED={} RAFTKV_NEMESIS_SECONDS={} RAFTKV_NEMESIS_QUIET_SECONDS={} \
+             RAFTKV_NEMESIS_PARTITIONS={mode} cargo test -p raftkv --features {features} --test nemesis \
              -- --ignored --nocapture",
             self.seed,
             self.faults.as_secs(),
@@ -186,10 +197,11 @@ fn five_nodes_under_kills_pauses_and_partitions_stay_linearizable_and_keep_every
     let finals = read_final_values(&cluster, &recorder);
 
     let recorder = recorder.lock().unwrap();
-    let path = history_path(settings.seed);
-    verdict::write_edn(&recorder.edn, &path);
+    let history = HistoryFile::new(settings.seed);
+    let path = &history.path;
+    verdict::write_edn(&recorder.edn, path);
     println!("history: {} ({} lines)", path.display(), recorder.edn.len());
-    let (exit_code, check_output) = verdict::raftkv_check(&path);
+    let (exit_code, check_output) = verdict::raftkv_check(path);
     let verdict_line = check_output.lines().last().unwrap_or("(no output)").to_string();
     report(&settings, &nemesis, &recorder, &verdict_line);
     let lost = verdict::lost_writes(&recorder.history, &finals);
@@ -259,11 +271,28 @@ fn read_with_retries(
     panic!("node {node} could not read {key} after the heal");
 }
 
-/// `target/tmp/nemesis-<seed>/history.edn`: kept after the run, for `raftkv check` by hand.
-fn history_path(seed: u64) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("nemesis-{seed}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("history.edn")
+/// `target/tmp/nemesis-<seed>/history.edn` (tens of MB): removed when the run passes, kept when it fails
+/// or `RAFTKV_NEMESIS_KEEP_HISTORY` is set, for `raftkv check` by hand.
+struct HistoryFile {
+    path: PathBuf,
+}
+
+impl HistoryFile {
+    fn new(seed: u64) -> HistoryFile {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("nemesis-{seed}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        HistoryFile { path: dir.join("history.edn") }
+    }
+}
+
+impl Drop for HistoryFile {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("RAFTKV_NEMESIS_KEEP_HISTORY").is_some() {
+            println!("history kept: {}", self.path.display());
+        } else if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn report(settings: &Settings, nemesis: &Nemesis, recorder: &Recorder, verdict: &str) {

@@ -1,8 +1,9 @@
 //! The nemesis: from one seeded generator, every one to four seconds, one fault or one repair — kill -9 a
 //! node, restart a dead one, pause one (SIGSTOP), resume one (SIGCONT), split the cluster in two, heal
-//! the split. About a third of the kills, pauses and splits aim at the current leader, where faults hurt
-//! most. At most two nodes are dead or paused at once, so a majority is often (not always: a split can
-//! cut it further) able to make progress.
+//! the split, or make a zombie leader (pause the leader, cut it off, wake it). About a third of the
+//! kills, pauses and splits aim at the current leader, where faults hurt most. At most two nodes are dead
+//! or paused at once, so a majority is often (not always: a split can cut it further) able to make
+//! progress.
 //!
 //! Partitions use whichever means [`Partitions`] was given: network namespaces (a blackhole route per cut
 //! link), or the nodes' test-only fault switch (`POST /fault/drop-peers`, feature `fault-injection`).
@@ -13,11 +14,16 @@ use std::time::Duration;
 
 use crate::harness::netns::TestNetwork;
 use crate::harness::{http, Cluster};
-use crate::rng::Rng;
 use crate::workload::Recorder;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Nodes dead or paused at once, at most.
 const MAX_DOWN: usize = 2;
+/// How long a zombie leader sleeps before it is cut off and woken: several election timeouts (300 ms
+/// minimum in the harness), so that the others have elected a new leader.
+const ZOMBIE_PAUSE: Duration = Duration::from_secs(2);
 /// How long a fault-switch request may take (the node is running and not paused when asked).
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -108,7 +114,7 @@ fn tell_switch(cluster: &Cluster, id: u64, peers: Option<&BTreeSet<u64>>) {
 
 /// The fault schedule and what is broken right now.
 pub struct Nemesis {
-    rng: Rng,
+    rng: ChaCha8Rng,
     pub partitions: Partitions,
     dead: BTreeSet<u64>,
     paused: BTreeSet<u64>,
@@ -120,7 +126,7 @@ pub struct Nemesis {
 impl Nemesis {
     pub fn new(seed: u64, partitions: Partitions) -> Nemesis {
         Nemesis {
-            rng: Rng::new(seed),
+            rng: ChaCha8Rng::seed_from_u64(seed),
             partitions,
             dead: BTreeSet::new(),
             paused: BTreeSet::new(),
@@ -131,7 +137,7 @@ impl Nemesis {
 
     /// How long to wait before the next step: one to four seconds.
     pub fn next_pause(&mut self) -> Duration {
-        Duration::from_millis(self.rng.range(1_000, 4_000))
+        Duration::from_millis(self.rng.gen_range(1_000..4_000))
     }
 
     /// Does one fault or one repair, drawn from the seed.
@@ -151,34 +157,38 @@ impl Nemesis {
         }
         if self.partitions.available() {
             choices.push(if self.split.is_some() { "heal" } else { "partition" });
+            if self.split.is_none() && self.dead.len() + self.paused.len() < MAX_DOWN {
+                choices.push("zombie");
+            }
         }
-        let action = self.rng.pick(&choices);
+        let action =
+            *choices.choose(&mut self.rng).expect("restart, resume or a new fault is always possible");
         // Drawn whether used or not, so one seed gives one schedule of choices.
-        let at_leader = self.rng.chance(33);
+        let at_leader = self.rng.gen_bool(0.33);
         let leader = if at_leader { self.leader(cluster, &up) } else { None };
         match action {
             "kill" => {
-                let id = leader.unwrap_or_else(|| self.rng.pick(&up));
+                let id = leader.unwrap_or_else(|| self.pick(&up));
                 self.note(recorder, "kill", id, leader.is_some());
                 cluster.kill(id);
                 self.paused.remove(&id);
                 self.dead.insert(id);
             }
             "pause" => {
-                let id = leader.unwrap_or_else(|| self.rng.pick(&up));
+                let id = leader.unwrap_or_else(|| self.pick(&up));
                 self.note(recorder, "pause", id, leader.is_some());
                 cluster.signal(id, libc::SIGSTOP);
                 self.paused.insert(id);
             }
             "restart" => {
-                let id = self.rng.pick(&self.dead.iter().copied().collect::<Vec<_>>());
+                let id = self.pick(&self.dead.iter().copied().collect::<Vec<_>>());
                 self.note(recorder, "restart", id, false);
                 cluster.start_node(id, false);
                 self.dead.remove(&id);
                 self.partitions.reapply(cluster, id);
             }
             "resume" => {
-                let id = self.rng.pick(&self.paused.iter().copied().collect::<Vec<_>>());
+                let id = self.pick(&self.paused.iter().copied().collect::<Vec<_>>());
                 self.note(recorder, "resume", id, false);
                 cluster.signal(id, libc::SIGCONT);
                 self.paused.remove(&id);
@@ -194,6 +204,7 @@ impl Nemesis {
                 self.partitions.split(cluster, &side, &reachable);
                 self.split = Some(side);
             }
+            "zombie" => self.zombie_leader(cluster, recorder, &up, &all),
             "heal" => {
                 self.log(recorder, "heal", "every link", false);
                 let reachable = self.reachable(&all);
@@ -202,6 +213,26 @@ impl Nemesis {
             }
             other => unreachable!("no action {other}"),
         }
+    }
+
+    /// A leader that wakes from a long pause behind a partition: its ticks stopped while it was paused, so
+    /// it still believes it leads, while the others have elected another leader and go on writing. Until
+    /// its check-quorum steps it down (§6.2), it must serve no read (ReadIndex, dissertation §6.4) and
+    /// commit nothing. It is cut off as soon as it is paused, so that no message of the new leader waits
+    /// in its socket buffers to tell it the news when it wakes.
+    fn zombie_leader(&mut self, cluster: &Cluster, recorder: &Mutex<Recorder>, up: &[u64], all: &[u64]) {
+        let Some(id) = self.leader(cluster, up) else { return };
+        self.log(recorder, "zombie", &format!("node {id}: pause it, cut it off, wake it"), true);
+        cluster.signal(id, libc::SIGSTOP);
+        self.paused.insert(id);
+        let side = BTreeSet::from([id]);
+        let reachable = self.reachable(all);
+        self.partitions.split(cluster, &side, &reachable);
+        self.split = Some(side);
+        std::thread::sleep(ZOMBIE_PAUSE);
+        cluster.signal(id, libc::SIGCONT);
+        self.paused.remove(&id);
+        self.partitions.reapply(cluster, id);
     }
 
     /// Ends every fault: resumes paused nodes, restarts dead ones, heals the network.
@@ -228,12 +259,17 @@ impl Nemesis {
 
     /// One or two nodes, drawn from the seed.
     fn minority(&mut self, all: &[u64]) -> BTreeSet<u64> {
-        let size = self.rng.range(1, 3) as usize;
+        let size = self.rng.gen_range(1..=2);
         let mut side = BTreeSet::new();
         while side.len() < size {
-            side.insert(self.rng.pick(all));
+            side.insert(self.pick(all));
         }
         side
+    }
+
+    /// One of `ids`, which is never empty: at most two nodes of five are ever dead or paused.
+    fn pick(&mut self, ids: &[u64]) -> u64 {
+        *ids.choose(&mut self.rng).expect("a node to choose from")
     }
 
     fn reachable(&self, all: &[u64]) -> BTreeSet<u64> {

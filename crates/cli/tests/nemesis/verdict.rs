@@ -116,3 +116,73 @@ fn check_counter(key: &str, ops: &[&Op], value: Option<&str>, problems: &mut Vec
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finals(key: &str, value: Option<&str>) -> BTreeMap<String, Option<String>> {
+        BTreeMap::from([(key.to_string(), value.map(str::to_string))])
+    }
+
+    fn append(history: &mut History, process: i64, key: &str, token: &str) {
+        history.invoke(process, key, Call::Append(token.into())).unwrap();
+        history.complete_ok(process, None).unwrap();
+    }
+
+    fn set(history: &mut History, process: i64, key: &str, value: &str) {
+        history.invoke(process, key, Call::Write(Some(value.into()))).unwrap();
+        history.complete_ok(process, None).unwrap();
+    }
+
+    #[test]
+    fn an_acknowledged_append_missing_from_the_final_value_is_lost() {
+        let mut history = History::new();
+        append(&mut history, 0, "r0-0", "A0.0 ");
+        append(&mut history, 0, "r0-0", "A0.1 ");
+        assert!(lost_writes(&history, &finals("r0-0", Some("A0.0 A0.1 "))).is_empty());
+        let lost = lost_writes(&history, &finals("r0-0", Some("A0.1 ")));
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(lost[0].contains("APPEND \"A0.0 \""), "{lost:?}");
+    }
+
+    #[test]
+    fn an_append_a_later_set_replaced_is_not_lost_but_a_token_twice_is_wrong() {
+        let mut history = History::new();
+        append(&mut history, 0, "r0-0", "A0.0 ");
+        set(&mut history, 1, "r0-0", "S1.0 ");
+        assert!(lost_writes(&history, &finals("r0-0", Some("S1.0 "))).is_empty());
+        let twice = lost_writes(&history, &finals("r0-0", Some("S1.0 A0.0 A0.0 ")));
+        assert!(twice.iter().any(|p| p.contains("appears twice")), "{twice:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_set_overwritten_by_one_that_finished_before_it_began_is_lost() {
+        let mut history = History::new();
+        set(&mut history, 0, "r0-0", "S0.0 ");
+        set(&mut history, 1, "r0-0", "S1.0 ");
+        assert!(lost_writes(&history, &finals("r0-0", Some("S1.0 "))).is_empty());
+        let lost = lost_writes(&history, &finals("r0-0", Some("S0.0 ")));
+        assert!(lost.iter().any(|p| p.contains("SET \"S1.0 \"")), "{lost:?}");
+        // A SET whose outcome is unknown may take effect at any later moment: it can be the final one.
+        history.invoke(2, "r0-0", Call::Write(Some("S2.0 ".into()))).unwrap();
+        history.complete_info(2).unwrap();
+        set(&mut history, 3, "r0-0", "S3.0 ");
+        assert!(lost_writes(&history, &finals("r0-0", Some("S2.0 "))).is_empty());
+    }
+
+    #[test]
+    fn a_counter_lies_between_its_acknowledged_incrs_and_those_plus_the_unknown_ones() {
+        let mut history = History::new();
+        for n in 1..=3 {
+            history.invoke(0, "c2-0", Call::Incr).unwrap();
+            history.complete_ok(0, Some(n.to_string())).unwrap();
+        }
+        history.invoke(1, "c2-0", Call::Incr).unwrap();
+        history.complete_info(1).unwrap();
+        for (count, ok) in [("2", false), ("3", true), ("4", true), ("5", false)] {
+            let lost = lost_writes(&history, &finals("c2-0", Some(count)));
+            assert_eq!(lost.is_empty(), ok, "final count {count}: {lost:?}");
+        }
+    }
+}

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use lincheck::{Call, History};
 
-use crate::rng::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// What is done on a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +193,7 @@ pub fn spawn_clients(workload: &Arc<Workload>, seed: u64) -> Vec<JoinHandle<()>>
 }
 
 fn run_client(workload: &Workload, slot: usize, thread: i64, seed: u64) {
-    let mut rng = Rng::new(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut process = thread;
     let mut connection: Option<redis::Connection> = None;
     for n in 0..MAX_OPS_PER_CLIENT {
@@ -200,7 +201,7 @@ fn run_client(workload: &Workload, slot: usize, thread: i64, seed: u64) {
             return;
         }
         let Some(conn) = connection.as_mut() else {
-            let (host, port) = &workload.nodes[rng.range(0, workload.nodes.len() as u64) as usize];
+            let (host, port) = &workload.nodes[rng.gen_range(0..workload.nodes.len())];
             connection = connect(host, *port);
             if connection.is_none() {
                 std::thread::sleep(Duration::from_millis(50));
@@ -239,7 +240,7 @@ fn run_client(workload: &Workload, slot: usize, thread: i64, seed: u64) {
             }
         }
         drop(recorder);
-        std::thread::sleep(Duration::from_millis(rng.range(0, 10)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..10)));
     }
 }
 
@@ -254,8 +255,8 @@ fn connect(host: &str, port: u16) -> Option<redis::Connection> {
 /// Register keys: 40% GET, 45% APPEND, 15% SET; counter keys: 40% GET, 60% INCR. Written values are
 /// unique tokens followed by a space (`S<process>.<n> `, `A<process>.<n> `), so a value read names every
 /// write in it.
-fn choose_call(rng: &mut Rng, kind: KeyKind, process: i64, n: u64) -> Call {
-    let roll = rng.range(0, 100);
+fn choose_call(rng: &mut ChaCha8Rng, kind: KeyKind, process: i64, n: u64) -> Call {
+    let roll = rng.gen_range(0..100);
     match kind {
         KeyKind::Register if roll < 40 => Call::Read,
         KeyKind::Register if roll < 85 => Call::Append(format!("A{process}.{n} ")),
