@@ -158,6 +158,9 @@ pub fn build_node(
     transport: PeerQueues,
     metrics: Arc<Metrics>,
 ) -> Result<(ServerNode, u64), StartError> {
+    // Before the data directory is touched: a misspelt bug name must change nothing.
+    #[cfg(feature = "inject-bugs")]
+    let injected_bug = crate::injected_bug::from_env().map_err(StartError::InjectedBug)?;
     let dir = &config.data_dir;
     let data_dir_error = |source| StartError::DataDir { dir: dir.display().to_string(), source };
     let disk = MeteredDisk::new(FileDisk::new(dir).map_err(data_dir_error)?, metrics.clone());
@@ -181,8 +184,6 @@ pub fn build_node(
     let restored = initial
         .map(|s| RestoredState { hard_state: s.hard_state, snapshot: s.snapshot, entries: s.entries })
         .unwrap_or_default();
-    #[cfg(feature = "inject-bugs")]
-    let injected_bug = crate::injected_bug::from_env().map_err(StartError::InjectedBug)?;
     let timing = &config.timing;
     let raft_config = raft::Config {
         #[cfg(feature = "inject-bugs")]
