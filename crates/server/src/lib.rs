@@ -7,6 +7,8 @@
 //! - [`admin`] and [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`, `/health`) and the
 //!   Prometheus metrics the other parts record into ([`node_metrics`], [`metered_disk`]).
 //! - [`serve`]: `raftkv serve`, from a validated [`config::ServerConfig`] to a running node and back down.
+//! - [`peer_faults`]: a test-only switch (feature `fault-injection`) that cuts this node off from listed
+//!   peers, for the fault-injection test where network namespaces are not available.
 //! - [`data_dir`]: the incarnation counter that keeps client ids unique across restarts.
 //!
 //! Tokio tasks own the sockets and talk to the node loop only through channels, so the node stays the
@@ -18,10 +20,13 @@ pub mod config;
 pub mod data_dir;
 pub mod frame;
 pub mod info;
+#[cfg(feature = "inject-bugs")]
+pub mod injected_bug;
 pub mod metered_disk;
 pub mod metrics;
 pub mod node_loop;
 pub mod node_metrics;
+pub mod peer_faults;
 pub mod serve;
 pub mod snapshot_thread;
 pub mod transport;

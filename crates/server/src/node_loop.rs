@@ -171,6 +171,10 @@ pub enum StartError {
     Storage(#[from] storage::Error),
     #[error("consensus configuration: {0}")]
     Raft(#[from] raft::ConfigError),
+    /// Test-only: `RAFTKV_INJECT_BUG` names no known bug.
+    #[cfg(feature = "inject-bugs")]
+    #[error("{0}")]
+    InjectedBug(String),
 }
 
 /// Opens (and on `--bootstrap`, creates) the data directory and builds the node, as the simulator's
@@ -181,6 +185,9 @@ pub fn build_node(
     transport: PeerQueues,
     metrics: Arc<Metrics>,
 ) -> Result<(ServerNode, u64), StartError> {
+    // Before the data directory is touched: a misspelt bug name must change nothing.
+    #[cfg(feature = "inject-bugs")]
+    let injected_bug = crate::injected_bug::from_env().map_err(StartError::InjectedBug)?;
     let dir = &config.data_dir;
     let data_dir_error = |source| StartError::DataDir { dir: dir.display().to_string(), source };
     let disk = MeteredDisk::new(FileDisk::new(dir).map_err(data_dir_error)?, metrics.clone());
@@ -206,6 +213,8 @@ pub fn build_node(
         .unwrap_or_default();
     let timing = &config.timing;
     let raft_config = raft::Config {
+        #[cfg(feature = "inject-bugs")]
+        injected_bug: crate::injected_bug::in_raft(injected_bug),
         election_timeout_ticks: timing.election_timeout_ticks(),
         heartbeat_interval_ticks: timing.heartbeat_interval_ticks(),
         // Each life draws different election timeouts (the seed is not a safety matter).
@@ -215,7 +224,12 @@ pub fn build_node(
     let raft = Raft::new(raft_config, restored)?;
     // The state machine starts from the newest snapshot; the core replays only the log after it.
     let kv_config = kv::KvConfig { maxmemory_bytes: config.maxmemory_bytes, ..kv::KvConfig::default() };
-    let machine = node::restore_state_machine(&storage, kv_config)?;
+    #[cfg_attr(not(feature = "inject-bugs"), allow(unused_mut))]
+    let mut machine = node::restore_state_machine(&storage, kv_config)?;
+    #[cfg(feature = "inject-bugs")]
+    machine.set_bug_apply_retries_twice(
+        injected_bug == Some(crate::injected_bug::InjectedBug::ApplyRetriesTwice),
+    );
     let applied_index = raft.applied_index();
     let node_timing = NodeTiming {
         client_timeout_ticks: timing.ticks(timing.client_timeout_ms),

@@ -13,6 +13,7 @@ use crate::config::ServerConfig;
 use crate::info::StaticInfo;
 use crate::metrics::Metrics;
 use crate::node_loop::{self, StartError};
+use crate::peer_faults::PeerFaults;
 use crate::transport;
 
 /// Why `serve` failed. Each maps to one clear line on stderr and a non-zero exit.
@@ -76,7 +77,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     let metrics = Arc::new(Metrics::new(config.peers().map(|m| m.id)));
     let peers = config.peers().map(|m| (m.id, m.peer_addr.clone()));
-    let queues = transport::start_outbound(config.cluster_id, config.node_id, peers, metrics.clone());
+    let faults = Arc::new(PeerFaults::default());
+    let queues =
+        transport::start_outbound(config.cluster_id, config.node_id, peers, metrics.clone(), faults.clone());
     let (node, incarnation) = node_loop::build_node(&config, queues, metrics.clone())?;
     let tick = Duration::from_millis(config.timing.tick_ms);
     let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick);
@@ -87,6 +90,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         config.node_id,
         handle.clone(),
         metrics.clone(),
+        faults.clone(),
     ));
     let info = Arc::new(StaticInfo {
         started: Instant::now(),
@@ -103,6 +107,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             info: info.clone(),
             metrics: metrics.clone(),
             health_max_lag_entries: config.health_max_lag_entries,
+            peer_faults: faults,
         };
         tokio::spawn(admin::run(listener, Arc::new(state)))
     });

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::frame::{self, HELLO_BYTES};
 use crate::metrics::Metrics;
 use crate::node_loop::NodeHandle;
+use crate::peer_faults::PeerFaults;
 
 /// Messages queued for one peer at most; more are dropped. Large enough for a burst of forwarded commands
 /// (a follower forwards each pipelined client command as its own message): a dropped forward costs a
@@ -34,10 +35,16 @@ pub struct PeerQueues {
     queues: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
     dropped: u64,
     metrics: Arc<Metrics>,
+    /// Test-only cut links (always empty without the `fault-injection` feature).
+    faults: Arc<PeerFaults>,
 }
 
 impl node::Transport for PeerQueues {
     fn send(&mut self, to: NodeId, message: PeerMessage) {
+        if self.faults.drops(to) {
+            self.metrics.record_dropped(to, "fault_injection");
+            return;
+        }
         let Some(queue) = self.queues.get(&to) else {
             tracing::debug!(to, kind = message.kind(), "no address known for this node; message dropped");
             self.metrics.record_dropped(to, "no_address");
@@ -59,6 +66,7 @@ pub fn start_outbound(
     own_id: NodeId,
     peers: impl IntoIterator<Item = (NodeId, String)>,
     metrics: Arc<Metrics>,
+    faults: Arc<PeerFaults>,
 ) -> PeerQueues {
     let mut queues = HashMap::new();
     for (id, addr) in peers {
@@ -67,7 +75,7 @@ pub fn start_outbound(
         let link = Link { cluster_id, own_id, peer: id, addr, metrics: metrics.clone() };
         tokio::spawn(run_outbound(link, receiver));
     }
-    PeerQueues { queues, dropped: 0, metrics }
+    PeerQueues { queues, dropped: 0, metrics, faults }
 }
 
 /// One outbound connection's fixed facts.
@@ -171,14 +179,17 @@ pub async fn run_listener(
     own_id: NodeId,
     node: NodeHandle,
     metrics: Arc<Metrics>,
+    faults: Arc<PeerFaults>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let node = node.clone();
                 let metrics = metrics.clone();
+                let faults = faults.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = serve_inbound(stream, cluster_id, own_id, node, &metrics).await {
+                    let served = serve_inbound(stream, cluster_id, own_id, node, &metrics, &faults).await;
+                    if let Err(error) = served {
                         tracing::warn!(%addr, %error, "closed a peer connection");
                     }
                 });
@@ -197,6 +208,7 @@ async fn serve_inbound(
     own_id: NodeId,
     node: NodeHandle,
     metrics: &Metrics,
+    faults: &PeerFaults,
 ) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut hello = [0u8; HELLO_BYTES];
@@ -214,6 +226,9 @@ async fn serve_inbound(
             match frame::decode_frame(&mut buf) {
                 Ok(Some(message)) => {
                     metrics.record_received(from, (buffered - buf.len()) as u64);
+                    if faults.drops(from) {
+                        continue;
+                    }
                     if !node.peer_message(from, message).await {
                         return Ok(()); // The node loop stopped.
                     }

@@ -16,15 +16,40 @@ pub struct Response {
 
 /// `GET path` from 127.0.0.1:`port`.
 pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
-    request(port, format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+    get_from("127.0.0.1", port, path)
 }
 
-/// Sends `raw` as the whole request and reads the whole answer (bounded by timeouts, never a hang).
+/// `GET path` from `host`:`port`.
+pub fn get_from(host: &str, port: u16, path: &str) -> std::io::Result<Response> {
+    request_to(host, port, format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(), TIMEOUT)
+}
+
+/// `POST path` with `body` to 127.0.0.1:`port`, waiting at most `timeout` for each step.
+pub fn post(port: u16, path: &str, body: &str, timeout: Duration) -> std::io::Result<Response> {
+    let raw = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    request_to("127.0.0.1", port, raw.as_bytes(), timeout)
+}
+
+/// How long a connect, a write or a read may take by default.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `raw` as the whole request to 127.0.0.1:`port` and reads the whole answer (bounded by timeouts,
+/// never a hang).
 pub fn request(port: u16, raw: &[u8]) -> std::io::Result<Response> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    request_to("127.0.0.1", port, raw, TIMEOUT)
+}
+
+fn request_to(host: &str, port: u16, raw: &[u8], timeout: Duration) -> std::io::Result<Response> {
+    let ip: std::net::IpAddr = host
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not an IP: {host}")))?;
+    let addr = SocketAddr::new(ip, port);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(2)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     stream.write_all(raw)?;
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes)?;

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod netns;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -23,6 +24,10 @@ pub const LEADER_BOUND: Duration = Duration::from_secs(15);
 
 pub struct NodeProcess {
     pub id: u64,
+    /// The address the node listens on: 127.0.0.1, or its own address in its network namespace.
+    pub host: String,
+    /// The network namespace the node runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
     /// The admin HTTP endpoint (`/status`, `/metrics`, `/health`).
@@ -98,19 +103,59 @@ impl Cluster {
 
     fn prepare_with(name: &str, n: usize, election_timeout_ms: u64, extra_args: Vec<String>) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let ports = free_ports(3 * n);
         let nodes = (0..n)
             .map(|i| NodeProcess {
                 id: i as u64 + 1,
+                host: "127.0.0.1".to_string(),
+                netns: None,
                 client_port: ports[i],
                 peer_port: ports[n + i],
                 admin_port: ports[2 * n + i],
                 child: None,
             })
             .collect();
+        Cluster::with_nodes(serial, name, nodes, election_timeout_ms, extra_args)
+    }
+
+    /// Starts one bootstrapped node in each of `hosts` (an address and the network namespace that has it),
+    /// every node with `extra_args`, and waits for a leader. Each namespace has its own ports, so every
+    /// node uses the same three.
+    pub fn start_in_namespaces(name: &str, hosts: &[(String, String)], extra_args: &[&str]) -> Cluster {
+        let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let nodes = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (host, netns))| NodeProcess {
+                id: i as u64 + 1,
+                host: host.clone(),
+                netns: Some(netns.clone()),
+                client_port: 7001,
+                peer_port: 7101,
+                admin_port: 7201,
+                child: None,
+            })
+            .collect();
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster::with_nodes(serial, name, nodes, ELECTION_TIMEOUT_MS, extra_args);
+        for id in 1..=hosts.len() as u64 {
+            cluster.start_node(id, true);
+        }
+        cluster.wait_for_leader(LEADER_BOUND);
+        cluster
+    }
+
+    /// A fresh temp folder for `nodes`, none of them started.
+    fn with_nodes(
+        serial: MutexGuard<'static, ()>,
+        name: &str,
+        nodes: Vec<NodeProcess>,
+        election_timeout_ms: u64,
+        extra_args: Vec<String>,
+    ) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("raftkv-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         Cluster { _serial: serial, dir, cluster_id: 77, nodes, election_timeout_ms, extra_args }
     }
 
@@ -119,10 +164,8 @@ impl Cluster {
         self.nodes
             .iter()
             .map(|n| {
-                format!(
-                    "{}=127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
-                    n.id, n.peer_port, n.client_port, n.admin_port
-                )
+                let host = &n.host;
+                format!("{}={host}:{},{host}:{},{host}:{}", n.id, n.peer_port, n.client_port, n.admin_port)
             })
             .collect()
     }
@@ -144,15 +187,24 @@ impl Cluster {
             .open(self.dir.join(format!("node-{id}.log")))
             .unwrap();
         let node = &self.nodes[id as usize - 1];
-        let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+        let host = &node.host;
+        let mut command = match &node.netns {
+            // `ip netns exec` enters the namespace and then execs raftkv: the child's pid is raftkv's.
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_raftkv")]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_raftkv")),
+        };
         command
             .arg("serve")
             .args(["--node-id", &id.to_string(), "--cluster-id", &self.cluster_id.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(id))
-            .args(["--client-listen", &format!("127.0.0.1:{}", node.client_port)])
-            .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", node.admin_port)])
+            .args(["--client-listen", &format!("{host}:{}", node.client_port)])
+            .args(["--peer-listen", &format!("{host}:{}", node.peer_port)])
+            .args(["--admin-listen", &format!("{host}:{}", node.admin_port)])
             .args(["--tick-ms", &TICK_MS.to_string()])
             .args(["--heartbeat-interval-ms", &HEARTBEAT_MS.to_string()])
             .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
@@ -209,7 +261,8 @@ impl Cluster {
     }
 
     pub fn connect(&self, id: u64) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.node(id).client_port))?;
+        let node = self.node(id);
+        let client = redis::Client::open(format!("redis://{}:{}/", node.host, node.client_port))?;
         let connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
         connection.set_read_timeout(Some(Duration::from_secs(10)))?;
         connection.set_write_timeout(Some(Duration::from_secs(10)))?;
@@ -266,7 +319,8 @@ impl Cluster {
 
     /// `GET path` on node `id`'s admin endpoint.
     pub fn admin_get(&self, id: u64, path: &str) -> std::io::Result<http::Response> {
-        http::get(self.node(id).admin_port, path)
+        let node = self.node(id);
+        http::get_from(&node.host, node.admin_port, path)
     }
 
     /// Node `id`'s `/status` as JSON, if it answered 200 with valid JSON.

@@ -35,6 +35,7 @@ use raft::NodeId;
 use crate::info::StaticInfo;
 use crate::metrics::Metrics;
 use crate::node_loop::{NodeHandle, NodeStatus};
+use crate::peer_faults::PeerFaults;
 
 /// How long a request waits for the node loop's status.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,10 +48,16 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// `/health` fails when applying trails the commit index by more entries than this.
     pub health_max_lag_entries: u64,
+    /// The transport's test-only fault switch; only `POST /fault/drop-peers` (feature `fault-injection`)
+    /// sets it.
+    pub peer_faults: Arc<PeerFaults>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "fault-injection")]
+    let router = router.route("/fault/drop-peers", axum::routing::post(post_drop_peers));
+    router
         .route("/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
@@ -117,6 +124,21 @@ async fn get_health(State(state): State<Arc<AdminState>>) -> Response {
     match health::check(&status, state.health_max_lag_entries) {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response(),
         Err(reason) => unavailable(reason),
+    }
+}
+
+/// Test-only (feature `fault-injection`): the body lists the peers (ids separated by commas or spaces) this
+/// node drops every message to and from, replacing the previous list; an empty body heals.
+#[cfg(feature = "fault-injection")]
+async fn post_drop_peers(State(state): State<Arc<AdminState>>, body: String) -> Response {
+    match crate::peer_faults::parse_peer_list(&body) {
+        Ok(peers) => {
+            tracing::warn!(?peers, "fault injection: dropping every message to and from these peers");
+            let text = format!("dropping every message to and from {peers:?}\n");
+            state.peer_faults.set_dropped(peers);
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, error + "\n").into_response(),
     }
 }
 
