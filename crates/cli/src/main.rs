@@ -34,6 +34,9 @@ enum Command {
     Local(local::LocalArgs),
     /// Print a table of every node: id, address, role, term, commit, applied, lag.
     Status(status::StatusArgs),
+    /// Load a RESP endpoint (raftkv, Redis) or etcd in a closed loop; print throughput and latency
+    /// percentiles per operation.
+    Bench(bench::BenchArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Local(args) => local::run(args),
         Command::Status(args) => status::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Trace(args) => trace::run(args),
