@@ -41,6 +41,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Seed one node's data directory of a brand-new cluster from a backup file.
     Restore(restore::RestoreArgs),
+    /// Load a RESP endpoint (raftkv, Redis) or etcd in a closed loop; print throughput and latency
+    /// percentiles per operation.
+    Bench(bench::BenchArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => restore::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Trace(args) => trace::run(args),
