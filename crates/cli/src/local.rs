@@ -36,6 +36,9 @@ pub struct LocalArgs {
     /// Every node snapshots its state machine and compacts its log every this many entries (0: never).
     #[arg(long, default_value_t = server::config::DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)]
     snapshot_threshold_entries: u64,
+    /// Limits given to every node.
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
 }
 
 fn parse_node_count(text: &str) -> Result<u64, String> {
@@ -193,7 +196,8 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
             .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()])
             .args(["--maxmemory", &args.maxmemory.to_string()])
-            .args(["--snapshot-threshold-entries", &args.snapshot_threshold_entries.to_string()]);
+            .args(["--snapshot-threshold-entries", &args.snapshot_threshold_entries.to_string()])
+            .args(args.limits.to_args());
         for member in &members {
             command.args(["--member", member]);
         }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_disk;
 mod check;
+mod limits;
 mod local;
 mod serve;
 mod sim;

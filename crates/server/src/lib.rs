@@ -7,6 +7,7 @@
 //! - [`admin`] and [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`, `/health`) and the
 //!   Prometheus metrics the other parts record into ([`node_metrics`], [`metered_disk`]).
 //! - [`serve`]: `raftkv serve`, from a validated [`config::ServerConfig`] to a running node and back down.
+//! - [`limits`]: every bound on what clients and peers can make a node hold.
 //! - [`data_dir`]: the incarnation counter that keeps client ids unique across restarts.
 //!
 //! Tokio tasks own the sockets and talk to the node loop only through channels, so the node stays the
@@ -14,10 +15,12 @@
 
 pub mod admin;
 pub mod client;
+pub mod client_writer;
 pub mod config;
 pub mod data_dir;
 pub mod frame;
 pub mod info;
+pub mod limits;
 pub mod metered_disk;
 pub mod metrics;
 pub mod node_loop;
@@ -27,4 +30,5 @@ pub mod snapshot_thread;
 pub mod transport;
 
 pub use config::{Member, ServerConfig, Timing};
+pub use limits::Limits;
 pub use serve::{run, ServeError};
