@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod raw;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -72,6 +73,19 @@ impl Cluster {
         cluster
     }
 
+    /// As [`Cluster::start_with_args`], with another minimum election timeout.
+    pub fn start_with_timeout_and_args(
+        name: &str,
+        n: usize,
+        election_timeout_ms: u64,
+        extra_args: &[&str],
+    ) -> Cluster {
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let cluster = Cluster::start_nodes_with(name, n, election_timeout_ms, true, extra_args);
+        cluster.wait_for_leader(LEADER_BOUND);
+        cluster
+    }
+
     fn start_nodes(name: &str, n: usize, election_timeout_ms: u64, bootstrap: bool) -> Cluster {
         Cluster::start_nodes_with(name, n, election_timeout_ms, bootstrap, Vec::new())
     }
@@ -110,6 +124,17 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64, bootstrap: bool) {
+        let child = self.serve_command(id, bootstrap).spawn().expect("starting raftkv serve");
+        self.nodes[id as usize - 1].child = Some(child);
+        wait_until(
+            Duration::from_secs(20),
+            || self.connect(id).is_ok(),
+            || format!("node {id} to accept clients"),
+        );
+    }
+
+    /// The `raftkv serve` command line of node `id`, logging to `node-<id>.log` (not started).
+    pub fn serve_command(&self, id: u64, bootstrap: bool) -> Command {
         let members: Vec<String> = self
             .nodes
             .iter()
@@ -131,7 +156,7 @@ impl Cluster {
             .arg("serve")
             .args(["--node-id", &id.to_string(), "--cluster-id", &self.cluster_id.to_string()])
             .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{id}")))
+            .arg(self.data_dir(id))
             .args(["--client-listen", &format!("127.0.0.1:{}", node.client_port)])
             .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", node.admin_port)])
@@ -148,13 +173,24 @@ impl Cluster {
             command.arg("--bootstrap");
         }
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        let child = command.spawn().expect("starting raftkv serve");
-        self.nodes[id as usize - 1].child = Some(child);
-        wait_until(
-            Duration::from_secs(20),
-            || self.connect(id).is_ok(),
-            || format!("node {id} to accept clients"),
-        );
+        command
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}"))
+    }
+
+    /// Node `id`'s process id, while it runs.
+    pub fn pid(&self, id: u64) -> u32 {
+        self.node(id).child.as_ref().expect("node is running").id()
+    }
+
+    /// Node `id`'s `/metrics` page.
+    pub fn metrics(&self, id: u64) -> String {
+        let response = self.admin_get(id, "/metrics").expect("GET /metrics");
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
     }
 
     /// kill -9.
@@ -289,6 +325,24 @@ impl Drop for Cluster {
 fn signal(child: &Child, signal_number: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, signal_number) };
+}
+
+/// The value of one series in a Prometheus text page (`name` with its labels, as printed), or 0 when it
+/// is absent.
+pub fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.trim().parse().expect("a metric value"))
+}
+
+/// A process's resident set size in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// Polls `done` every 50 ms until it holds; panics naming `what` after `bound`.
