@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::raw::{encode, Raw};
-use harness::{metric, rss_bytes, wait_until, Cluster};
+use harness::{metric, raise_open_file_limit, rss_bytes, wait_until, Cluster};
 
 /// Far above what a node needs here (tens of MB), far below what unbounded buffering would reach.
 const RSS_CAP_BYTES: u64 = 1 << 30;
@@ -143,26 +143,12 @@ fn without_an_output_limit_a_client_that_never_reads_is_pushed_back_not_buffered
     assert!(rss_bytes(cluster.pid(1)) < RSS_CAP_BYTES);
 }
 
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: valid pointer to a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-}
-
 #[test]
 fn thousands_of_connections_are_refused_past_the_limit_and_the_open_ones_are_served() {
     raise_open_file_limit();
     let cluster = Cluster::start_with_args("thousands", 1, &["--max-client-connections", "500"]);
     let port = cluster.node(1).client_port;
-    wait_until(
-        Duration::from_secs(10),
-        || metric(&cluster.metrics(1), "raftkv_client_connections") == 0.0,
-        || "the harness's connections to close".into(),
-    );
+    cluster.wait_for_no_clients(1);
     let mut working = Raw::connect(port);
     assert_eq!(working.call(&["PING"]), "+PONG");
     let flood: Vec<TcpStream> =

@@ -21,12 +21,7 @@ fn assert_serves_others(cluster: &Cluster, id: u64) {
 fn max_client_connections_refuses_the_next_one_and_serves_the_open_ones() {
     let cluster = Cluster::start_with_args("max-conn", 1, &["--max-client-connections", "2"]);
     let port = cluster.node(1).client_port;
-    // The harness's own connections (from waiting for a leader) must be gone first.
-    wait_until(
-        Duration::from_secs(10),
-        || metric(&cluster.metrics(1), "raftkv_client_connections") == 0.0,
-        || "the harness's connections to close".into(),
-    );
+    cluster.wait_for_no_clients(1);
     let mut first = Raw::connect(port);
     let mut second = Raw::connect(port);
     assert_eq!(first.call(&["PING"]), "+PONG");

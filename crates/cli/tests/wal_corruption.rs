@@ -4,10 +4,10 @@
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::raw::Raw;
-use harness::{Cluster, LEADER_BOUND};
+use harness::{wait_for_exit, Cluster, LEADER_BOUND};
 
 #[test]
 fn a_corrupt_wal_segment_stops_its_node_at_start_with_file_and_offset_and_the_others_serve() {
@@ -37,17 +37,9 @@ fn a_corrupt_wal_segment_stops_its_node_at_start_with_file_and_offset_and_the_ot
 
     let mut child =
         cluster.serve_command(victim, false).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("node {victim} started on a corrupt WAL instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for_exit(&mut child, Duration::from_secs(20), || {
+        format!("node {victim} to refuse its corrupt WAL (it started instead)")
+    });
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());

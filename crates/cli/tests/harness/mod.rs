@@ -205,17 +205,17 @@ impl Cluster {
     pub fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
         let mut child = self.nodes[id as usize - 1].child.take().expect("node is running");
         signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("node {id} did not stop within 15 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut child, Duration::from_secs(15), || format!("node {id} to stop after SIGTERM"))
+    }
+
+    /// Waits until node `id` has no client connection open (the harness's own, from waiting for a
+    /// leader, close a moment after they are dropped).
+    pub fn wait_for_no_clients(&self, id: u64) {
+        wait_until(
+            Duration::from_secs(10),
+            || metric(&self.metrics(id), "raftkv_client_connections") == 0.0,
+            || format!("node {id}'s client connections to close"),
+        );
     }
 
     pub fn signal(&self, id: u64, signal_number: i32) {
@@ -325,6 +325,36 @@ impl Drop for Cluster {
 fn signal(child: &Child, signal_number: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, signal_number) };
+}
+
+/// Waits for `child` to exit; kills it and panics naming `what` after `bound`.
+pub fn wait_for_exit(
+    child: &mut Child,
+    bound: Duration,
+    what: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("waited {bound:?} for {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Raises this process's open-file limit to its hard maximum, for tests that open many connections.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointer to a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
 }
 
 /// The value of one series in a Prometheus text page (`name` with its labels, as printed), or 0 when it
