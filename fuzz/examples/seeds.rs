@@ -14,7 +14,8 @@ use kv::{ClientId, KvConfig, KvStateMachine, Request, RequestBody, SessionRef};
 use node::PeerMessage;
 use raft::{
     AppendRequest, AppendResponse, Configuration, Entry, EntryPayload, HardState, Heartbeat,
-    HeartbeatResponse, Message, MessageBody, SnapshotMeta, VoteRequest, VoteResponse,
+    HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse, Message, MessageBody, SnapshotMeta,
+    VoteRequest, VoteResponse,
 };
 use raftkv_fuzz::{bootstrapped_disk, options, segment_name};
 use server::frame::{encode_frame, encode_hello};
@@ -172,6 +173,37 @@ fn peer_messages() -> Vec<PeerMessage> {
         PeerMessage::ForwardRejected { sequence: Some(4), leader_hint: Some(3), overloaded: true },
         PeerMessage::ReadIndexRequest { ctx: 42 },
         PeerMessage::ReadIndexResponse { ctx: 42, index: Some(12), leader_hint: None },
+    ]
+    .into_iter()
+    .chain(install_snapshot_messages())
+    .collect()
+}
+
+/// InstallSnapshot (§7) in both directions: a snapshot's bytes in two chunks, and every answer.
+fn install_snapshot_messages() -> Vec<PeerMessage> {
+    let raft = |body| PeerMessage::Raft(Message { from: 2, to: 1, term: 4, body });
+    let data = Bytes::from(state_machine().snapshot().to_bytes());
+    let half = data.len() / 2;
+    let meta = SnapshotMeta { index: 12, term: 3, configuration: Configuration::with_voters([1, 2, 3]) };
+    let chunk = |offset: usize, data: Bytes, done| {
+        raft(MessageBody::InstallSnapshot(InstallSnapshot {
+            meta: meta.clone(),
+            offset: offset as u64,
+            data,
+            done,
+        }))
+    };
+    let answer = |response| raft(MessageBody::InstallSnapshotResponse(response));
+    vec![
+        chunk(0, data.slice(..half), false),
+        chunk(half, data.slice(half..), true),
+        answer(InstallSnapshotResponse::NextOffset {
+            snapshot_index: 12,
+            snapshot_term: 3,
+            next_offset: half as u64,
+        }),
+        answer(InstallSnapshotResponse::Installed { snapshot_index: 12, snapshot_term: 3 }),
+        answer(InstallSnapshotResponse::Stale { commit: 14 }),
     ]
 }
 

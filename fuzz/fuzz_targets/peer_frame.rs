@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use node::PeerMessage;
 use raftkv_fuzz::{chunks, CLUSTER_ID, NODE_ID};
-use server::frame::{check_hello, decode_frame, encode_frame, HELLO_BYTES};
+use server::frame::{check_hello, decode_frame, encode_frame, HELLO_BYTES, MAX_FRAME_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         buf.put_u32_le(rest.len() as u32);
         buf.put_u32_le(crc32c::crc32c(rest));
         buf.put_slice(rest);
-        if let Ok(Some(message)) = decode_frame(&mut buf) {
+        if let Ok(Some(message)) = decode_frame(&mut buf, MAX_FRAME_BYTES) {
             check_message(&message);
         }
         return;
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     for piece in chunks(&rest[HELLO_BYTES..], u64::from(mode), 1 + usize::from(mode >> 1)) {
         buf.extend_from_slice(piece);
         loop {
-            match decode_frame(&mut buf) {
+            match decode_frame(&mut buf, MAX_FRAME_BYTES) {
                 Ok(Some(message)) => check_message(&message),
                 Ok(None) => break,
                 Err(error) => {
@@ -60,6 +60,7 @@ fn check_message(message: &PeerMessage) {
     let _ = format!("{message:?} {}", message.kind());
     let mut encoded = BytesMut::new();
     encode_frame(message, &mut encoded);
-    let again = decode_frame(&mut encoded).expect("a re-encoded message decodes").expect("whole");
+    let again =
+        decode_frame(&mut encoded, MAX_FRAME_BYTES).expect("a re-encoded message decodes").expect("whole");
     assert_eq!(&again, message, "a message does not survive re-encoding");
 }

@@ -18,8 +18,15 @@ use raftkv_fuzz::chunks;
 use resp::{encode_command, encode_frame, encode_reply, parse_command, Action, Connection, Limits};
 
 /// Limits small enough that a fuzzer's inputs reach each of them.
-const TINY: Limits =
-    Limits { max_bulk_bytes: 64, max_arguments: 16, max_inline_bytes: 128, max_multi_commands: 4 };
+const TINY: Limits = Limits {
+    max_bulk_bytes: 64,
+    max_arguments: 16,
+    max_inline_bytes: 128,
+    max_multi_commands: 4,
+    max_request_bytes: 256,
+    max_key_bytes: 8,
+    max_value_bytes: 32,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, stream)) = data.split_first() else { return };

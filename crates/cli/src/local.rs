@@ -40,6 +40,9 @@ pub struct LocalArgs {
     /// instead of empty; --dir must hold no cluster yet.
     #[arg(long, value_name = "FILE")]
     restore: Option<PathBuf>,
+    /// Limits given to every node.
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
 }
 
 fn parse_node_count(text: &str) -> Result<u64, String> {
@@ -208,7 +211,8 @@ fn start(args: &LocalArgs) -> Result<Vec<(u64, Child)>, String> {
             .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
             .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()])
             .args(["--maxmemory", &args.maxmemory.to_string()])
-            .args(["--snapshot-threshold-entries", &args.snapshot_threshold_entries.to_string()]);
+            .args(["--snapshot-threshold-entries", &args.snapshot_threshold_entries.to_string()])
+            .args(args.limits.to_args());
         for member in &members {
             command.args(["--member", member]);
         }

@@ -9,6 +9,7 @@ mod backup;
 mod backup_file;
 mod bench_disk;
 mod check;
+mod limits;
 mod local;
 mod restore;
 mod serve;

@@ -6,10 +6,13 @@ use std::process::ExitCode;
 
 use server::{Member, ServerConfig, Timing};
 
+use crate::limits::LimitArgs;
+
 /// Run one node. Either `--config FILE` (TOML, same keys as the long flags with `_`) or the flags below.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// A TOML file with the whole configuration (then only --bootstrap and --log-level may be added).
+    /// A TOML file with the whole configuration (then only --bootstrap, --log-level and limit flags may be
+    /// added; a limit flag overrides the file).
     #[arg(long, conflicts_with_all = ["node_id", "data_dir", "member"])]
     config: Option<PathBuf>,
     /// This node's id (1, 2, ...).
@@ -62,9 +65,6 @@ pub struct ServeArgs {
     /// A client request not answered in this time gets an error.
     #[arg(long, default_value_t = Timing::default().client_timeout_ms)]
     client_timeout_ms: u64,
-    /// At most this many client connections at once.
-    #[arg(long, default_value_t = 10_000)]
-    max_client_connections: usize,
     /// Writes that would grow the data past this many bytes fail with -OOM (0: no limit). Give every
     /// node of a cluster the same value: each replica decides from its own copy of the data.
     #[arg(long, default_value_t = 0)]
@@ -75,6 +75,8 @@ pub struct ServeArgs {
     /// Log level (trace, debug, info, warn, error) unless RUST_LOG is set.
     #[arg(long, default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl ServeArgs {
@@ -82,6 +84,7 @@ impl ServeArgs {
         if let Some(path) = &self.config {
             let mut config = ServerConfig::from_toml_file(path).map_err(|e| e.to_string())?;
             config.bootstrap |= self.bootstrap;
+            config.limits = self.limits.apply(config.limits);
             return Ok(config);
         }
         let members = self.member.iter().map(|m| Member::parse(m)).collect::<Result<Vec<_>, _>>();
@@ -104,8 +107,7 @@ impl ServeArgs {
                 client_timeout_ms: self.client_timeout_ms,
             },
             bootstrap: self.bootstrap,
-            max_client_connections: self.max_client_connections,
-            max_bulk_bytes: 512 << 20,
+            limits: self.limits.apply(server::Limits::default()),
             maxmemory_bytes: self.maxmemory,
             snapshot_threshold_entries: self.snapshot_threshold_entries,
         })

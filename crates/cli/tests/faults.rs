@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use harness::{wait_until, Cluster, LEADER_BOUND};
+use harness::{raise_open_file_limit, wait_until, Cluster, LEADER_BOUND};
 use redis::Commands;
 
 /// A leader that every node in `among` agrees on (the others may be paused or dead).
@@ -100,16 +100,6 @@ fn losing_a_majority_gives_clear_errors_and_a_timed_out_write_applies_at_most_on
     let mut connection = cluster.connect(survivor).unwrap();
     let after: i64 = connection.incr("counter", 1).unwrap();
     assert!(after == 1 || after == 2, "the timed-out INCR applied at most once, then ours: got {after}");
-}
-
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: valid pointer to a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
 }
 
 #[test]

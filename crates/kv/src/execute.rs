@@ -63,13 +63,15 @@ fn nested_multi_error() -> Reply {
 pub(crate) struct Txn<'a> {
     store: &'a mut Store,
     now_ms: u64,
+    /// The longest value APPEND may build (`KvConfig::max_value_bytes`, at most `MAX_STRING_BYTES`).
+    max_value_bytes: usize,
     /// For every change made so far, the key and the value it had just before (undone newest first).
     undo: Vec<(Key, Option<Value>)>,
 }
 
 impl<'a> Txn<'a> {
-    pub fn new(store: &'a mut Store, now_ms: u64) -> Txn<'a> {
-        Txn { store, now_ms, undo: Vec::new() }
+    pub fn new(store: &'a mut Store, now_ms: u64, max_value_bytes: usize) -> Txn<'a> {
+        Txn { store, now_ms, max_value_bytes: max_value_bytes.min(MAX_STRING_BYTES), undo: Vec::new() }
     }
 
     pub fn store(&self) -> &Store {
@@ -233,9 +235,10 @@ impl<'a> Txn<'a> {
 
     fn append(&mut self, key: Key, suffix: &Bytes) -> Reply {
         let (data, expires_at_ms) = match self.get(&key) {
+            None if suffix.len() > self.max_value_bytes => return Reply::error(errors::STRING_TOO_LONG),
             None => (suffix.clone(), None),
             Some(value) => {
-                if value.data.len() + suffix.len() > MAX_STRING_BYTES {
+                if value.data.len() + suffix.len() > self.max_value_bytes {
                     return Reply::error(errors::STRING_TOO_LONG);
                 }
                 let mut data = BytesMut::with_capacity(value.data.len() + suffix.len());

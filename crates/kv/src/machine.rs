@@ -26,6 +26,10 @@ pub struct KvConfig {
     /// Most expired keys removed per applied entry (the rest stay invisible until later entries remove
     /// them), so one entry's apply time stays bounded when many keys expire together.
     pub max_expired_keys_removed_per_entry: usize,
+    /// APPEND refuses to build a value longer than this (Redis's `proto-max-bulk-len`, with its error
+    /// text); at most [`MAX_STRING_BYTES`](crate::MAX_STRING_BYTES), the snapshot format's limit. The
+    /// server also refuses longer values at the front door, where the length is known before proposing.
+    pub max_value_bytes: usize,
 }
 
 impl Default for KvConfig {
@@ -36,6 +40,7 @@ impl Default for KvConfig {
             max_sessions: 10_000,
             max_replies_per_session: 1024,
             max_expired_keys_removed_per_entry: 256,
+            max_value_bytes: crate::MAX_STRING_BYTES,
         }
     }
 }
@@ -212,7 +217,7 @@ impl KvStateMachine {
     /// `maxmemory_bytes`.
     fn execute(&mut self, command: &Command) -> Reply {
         let used_before = self.store.used_bytes();
-        let mut txn = Txn::new(&mut self.store, self.time_ms);
+        let mut txn = Txn::new(&mut self.store, self.time_ms, self.config.max_value_bytes);
         let reply = txn.execute(command);
         let used_after = txn.store().used_bytes();
         let limit = self.config.maxmemory_bytes;

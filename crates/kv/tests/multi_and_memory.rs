@@ -150,3 +150,15 @@ fn maxmemory_decisions_are_the_same_on_every_replica() {
     assert_eq!(replies_a, replies_b);
     assert_eq!(snapshot_a, snapshot_b);
 }
+
+#[test]
+fn append_refuses_to_build_a_value_over_max_value_bytes() {
+    let mut h = Harness::with_config(KvConfig { max_value_bytes: 8, ..KvConfig::default() });
+    assert_eq!(h.run(&["APPEND", "k", "12345"]), Reply::Integer(5));
+    assert_eq!(h.run(&["APPEND", "k", "678"]), Reply::Integer(8));
+    let too_long = err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    assert_eq!(h.run(&["APPEND", "k", "9"]), too_long);
+    assert_eq!(h.run(&["APPEND", "new", "123456789"]), too_long);
+    assert_eq!(h.run(&["GET", "k"]), bulk("12345678"), "the refused APPEND changed nothing");
+    assert_eq!(h.run(&["EXISTS", "new"]), Reply::Integer(0));
+}

@@ -377,6 +377,7 @@ fn small_config() -> KvConfig {
         max_sessions: 2,
         max_replies_per_session: 3,
         max_expired_keys_removed_per_entry: 1,
+        max_value_bytes: 64,
     }
 }
 

@@ -78,6 +78,8 @@ struct MultiState {
     /// Set when a command was refused here (not by `kv::parse`, which `Transaction` tracks itself):
     /// EXEC must then abort.
     doomed: bool,
+    /// Argument bytes of the commands queued so far (bounded by [`Limits::max_request_bytes`]).
+    queued_bytes: usize,
 }
 
 impl Connection {
@@ -188,6 +190,10 @@ impl Connection {
 
     /// A state-machine command: queue it inside MULTI, else hand it over.
     fn data_command(&mut self, argv: &[Bytes]) -> Action {
+        if let Some(text) = oversized_argument(argv, &self.limits) {
+            self.doom_transaction();
+            return error(text);
+        }
         if let Some(state) = &mut self.multi {
             if state.transaction.len() >= self.limits.max_multi_commands {
                 state.doomed = true;
@@ -196,6 +202,17 @@ impl Connection {
                     self.limits.max_multi_commands
                 ));
             }
+            // The transaction becomes one log entry, so its bytes are bounded like one request's.
+            let bytes: usize = argv.iter().map(Bytes::len).sum();
+            if state.queued_bytes.saturating_add(bytes) > self.limits.max_request_bytes {
+                state.doomed = true;
+                return error(format!(
+                    "ERR MULTI holds at most {} bytes of arguments (max_request_bytes); EXEC will discard \
+                     this transaction",
+                    self.limits.max_request_bytes
+                ));
+            }
+            state.queued_bytes += bytes;
             return match state.transaction.queue(argv) {
                 Ok(()) => Action::Reply(Frame::Simple("QUEUED".to_owned())),
                 Err(parse_error) => error(parse_error.to_string()),
@@ -222,7 +239,7 @@ impl Connection {
             // Redis answers this without dooming the transaction.
             return error("ERR MULTI calls can not be nested");
         }
-        self.multi = Some(MultiState { transaction: Transaction::new(), doomed: false });
+        self.multi = Some(MultiState { transaction: Transaction::new(), doomed: false, queued_bytes: 0 });
         ok()
     }
 
@@ -402,6 +419,32 @@ impl ConnectionCommand {
                 | ConnectionCommand::Reset
         )
     }
+}
+
+/// The error for the first key longer than [`Limits::max_key_bytes`] or other argument longer than
+/// [`Limits::max_value_bytes`] of a state-machine command, if any. Keys are where `COMMAND` says they are;
+/// every other argument is a value or a short option, so the value limit can apply to all of them.
+fn oversized_argument(argv: &[Bytes], limits: &Limits) -> Option<String> {
+    let info = table::lookup(argv.first()?)?;
+    let count = argv.len() as i64;
+    let last_key = if info.last_key < 0 { count + info.last_key } else { info.last_key };
+    let is_key = |position: i64| {
+        info.first_key > 0
+            && (info.first_key..=last_key).contains(&position)
+            && (position - info.first_key) % info.key_step.max(1) == 0
+    };
+    argv.iter().enumerate().skip(1).find_map(|(position, argument)| {
+        if is_key(position as i64) {
+            (argument.len() > limits.max_key_bytes).then(|| {
+                format!(
+                    "ERR key exceeds maximum allowed size ({} bytes, max_key_bytes)",
+                    limits.max_key_bytes
+                )
+            })
+        } else {
+            (argument.len() > limits.max_value_bytes).then(|| kv::errors::STRING_TOO_LONG.to_owned())
+        }
+    })
 }
 
 /// `SELECT index`: raftkv has one database.

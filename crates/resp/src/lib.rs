@@ -57,4 +57,7 @@ pub use connection::{
 };
 pub use encode::{encode_command, encode_frame, encode_reply, Frame, ProtocolVersion};
 pub use node::Consistency;
-pub use parse::{parse_command, split_inline, Limits, ProtocolError, RequestParser, MAX_LENGTH_LINE_BYTES};
+pub use parse::{
+    parse_command, split_inline, Limits, ProtocolError, RequestParser, DEFAULT_MAX_REQUEST_BYTES,
+    MAX_LENGTH_LINE_BYTES,
+};

@@ -37,6 +37,17 @@ pub struct Limits {
     /// Most commands queued between MULTI and EXEC. A transaction becomes one log entry, so it is
     /// bounded like one (Redis has no such limit).
     pub max_multi_commands: usize,
+    /// Most bytes in one request as sent (headers, data and CRLFs), and most argument bytes queued
+    /// between MULTI and EXEC: each becomes one log entry, which must fit in one peer frame. Redis's
+    /// `client-query-buffer-limit` plays this part. The default fits one bulk of `max_bulk_bytes` plus a
+    /// key and the command's other words.
+    pub max_request_bytes: usize,
+    /// Longest key, in bytes (Redis has no limit of its own but the bulk length).
+    pub max_key_bytes: usize,
+    /// Longest value (any argument of a state-machine command that is not a key), in bytes. Redis's
+    /// limit on strings, `proto-max-bulk-len`, 512 MiB. The state machine applies its own copy of this
+    /// limit to what APPEND builds (`kv::KvConfig::max_value_bytes`).
+    pub max_value_bytes: usize,
 }
 
 impl Default for Limits {
@@ -46,9 +57,15 @@ impl Default for Limits {
             max_arguments: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
             max_multi_commands: 10_000,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_key_bytes: 512 * 1024 * 1024,
+            max_value_bytes: 512 * 1024 * 1024,
         }
     }
 }
+
+/// [`Limits::max_request_bytes`] unless configured: one 512 MiB bulk and 1 MiB for everything else.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = (512 << 20) + (1 << 20);
 
 /// The longest `*<count>` or `$<length>` line accepted, after the type byte and before CRLF: a sign and
 /// 19 digits cover every i64, with room to spare. A longer line is an error at once rather than a reason
@@ -84,6 +101,10 @@ pub enum ProtocolError {
     /// them wrong has lost the framing, so raftkv says so.)
     #[error("ERR Protocol error: expected CRLF after bulk data")]
     ExpectedCrlfAfterBulk,
+    /// A multibulk request whose declared lengths add up to more than [`Limits::max_request_bytes`]
+    /// (the limit is in the text). Refused as soon as the header that crosses the limit arrives.
+    #[error("ERR Protocol error: request larger than {0} bytes (max_request_bytes)")]
+    RequestTooBig(usize),
 }
 
 impl ProtocolError {
@@ -256,6 +277,9 @@ impl RequestParser {
                 },
             };
             let after = data.end + 2;
+            if after > limits.max_request_bytes {
+                return Err(ProtocolError::RequestTooBig(limits.max_request_bytes));
+            }
             if buf.len() < after {
                 // The data is not all here: remember the header, so that waiting costs O(1) per call.
                 progress.pending = Some(data);

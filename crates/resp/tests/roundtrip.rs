@@ -5,7 +5,13 @@ use proptest::prelude::*;
 use resp::{encode_command, parse_command, Connection, Limits, ProtocolError, RequestParser};
 
 fn small_limits() -> Limits {
-    Limits { max_bulk_bytes: 64, max_arguments: 8, max_inline_bytes: 128, max_multi_commands: 4 }
+    Limits {
+        max_bulk_bytes: 64,
+        max_arguments: 8,
+        max_inline_bytes: 128,
+        max_multi_commands: 4,
+        ..Limits::default()
+    }
 }
 
 fn argv_strategy() -> impl Strategy<Value = Vec<Vec<u8>>> {

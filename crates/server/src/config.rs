@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use raft::NodeId;
 use serde::Deserialize;
 
+pub use crate::limits::Limits;
+
 /// One member of the cluster as the configuration names it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Member {
@@ -118,12 +120,9 @@ pub struct ServerConfig {
     /// empty. Never touches a directory that already holds state.
     #[serde(default)]
     pub bootstrap: bool,
-    /// At most this many client connections at once; more are refused.
-    #[serde(default = "default_max_connections")]
-    pub max_client_connections: usize,
-    /// RESP bulk-string limit (Redis's proto-max-bulk-len).
-    #[serde(default = "default_max_bulk_bytes")]
-    pub max_bulk_bytes: usize,
+    /// Every bound on what clients and peers can make this node hold (the `[limits]` table).
+    #[serde(default)]
+    pub limits: Limits,
     /// Writes that would grow the data past this many bytes fail with `-OOM` (0: no limit). Decided by
     /// the state machine from its own byte count, so it must be the same on every node of a cluster.
     #[serde(default)]
@@ -139,14 +138,6 @@ pub const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES: u64 = node::SnapshotPolicy::DEFAUL
 
 fn default_snapshot_threshold_entries() -> u64 {
     DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES
-}
-
-fn default_max_connections() -> usize {
-    10_000
-}
-
-fn default_max_bulk_bytes() -> usize {
-    512 << 20
 }
 
 /// The default bound of `/health` on how far applying may trail the commit index.
@@ -254,9 +245,7 @@ impl ServerConfig {
         if t.client_timeout_ms < t.tick_ms {
             return invalid("client_timeout_ms must be at least one tick".into());
         }
-        if self.max_client_connections == 0 {
-            return invalid("max_client_connections must be at least 1".into());
-        }
+        self.limits.validate()?;
         if self.admin_advertise.is_some() && self.admin_listen.is_none() {
             return invalid(
                 "admin_advertise needs admin_listen: there is no admin endpoint to advertise".into(),
@@ -302,6 +291,8 @@ mod tests {
             client_listen = "127.0.0.1:7001"
             peer_listen = "127.0.0.1:7101"
             bootstrap = true
+            [limits]
+            max_pipelined_commands = 16
             [timing]
             election_timeout_ms = 300
             heartbeat_interval_ms = 50
@@ -322,5 +313,7 @@ mod tests {
         assert_eq!(config.timing.election_timeout_ticks(), 30);
         assert_eq!(config.timing.tick_ms, 10);
         assert_eq!(config.peers().count(), 1);
+        assert_eq!(config.limits.max_pipelined_commands, 16);
+        assert_eq!(config.limits.max_client_connections, Limits::default().max_client_connections);
     }
 }

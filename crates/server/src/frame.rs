@@ -14,9 +14,11 @@
 //! logged. Node ids are *not* checked against the configuration, so a node being added gets through.
 //!
 //! Then the connecting side sends **frames**, back to back: `length u32` (of the payload, at most
-//! [`MAX_FRAME_BYTES`]) · `crc32c u32` of the payload · the payload, a postcard-encoded
-//! [`node::PeerMessage`]. A frame that is too long, fails its checksum or does not decode closes that
-//! connection (the sender reconnects; Raft tolerates the lost messages). All integers are little-endian.
+//! the receiver's `max_peer_frame_bytes`, by default [`MAX_FRAME_BYTES`]) · `crc32c u32` of the payload ·
+//! the payload, a postcard-encoded [`node::PeerMessage`]. A frame that is too long is refused from its
+//! header, before any of it is buffered; that, or a frame that fails its checksum or does not decode,
+//! closes that connection (the sender reconnects; Raft tolerates the lost messages). All integers are
+//! little-endian.
 
 use bytes::{Buf, BufMut, BytesMut};
 use node::PeerMessage;
@@ -26,9 +28,9 @@ pub const MAGIC: [u8; 8] = *b"RAFTKVPR";
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const HELLO_BYTES: usize = 32;
 const FRAME_HEADER_BYTES: usize = 8;
-/// The largest payload accepted: a value may be up to 512 MiB (Redis's limit), and an AppendEntries
-/// carrying one entry that large must still get through.
-pub const MAX_FRAME_BYTES: usize = (512 << 20) + (1 << 20);
+/// The largest payload accepted unless configured (`max_peer_frame_bytes`): the largest client request
+/// (a value may be up to 512 MiB, Redis's limit) plus room for the AppendEntries around it.
+pub const MAX_FRAME_BYTES: usize = resp::DEFAULT_MAX_REQUEST_BYTES + crate::limits::PEER_FRAME_HEADROOM_BYTES;
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,8 +50,8 @@ pub enum FrameError {
     Version { found: u32 },
     #[error("peer belongs to cluster {found:#x}, this node to cluster {expected:#x}")]
     OtherCluster { expected: u64, found: u64 },
-    #[error("frame of {0} bytes is over the limit of {MAX_FRAME_BYTES}")]
-    TooLong(usize),
+    #[error("frame of {length} bytes is over the limit of {max} bytes (max_peer_frame_bytes)")]
+    TooLong { length: usize, max: usize },
     #[error("frame checksum mismatch")]
     BadChecksum,
     #[error("frame does not decode: {0}")]
@@ -89,6 +91,13 @@ pub fn check_hello(buf: &[u8; HELLO_BYTES], cluster_id: u64) -> Result<Hello, Fr
     Ok(Hello { version, cluster_id, node_id })
 }
 
+/// One frame holding `message`, on its own.
+pub fn frame_bytes(message: &PeerMessage) -> bytes::Bytes {
+    let mut out = BytesMut::new();
+    encode_frame(message, &mut out);
+    out.freeze()
+}
+
 /// Appends one frame holding `message` to `out`.
 pub fn encode_frame(message: &PeerMessage, out: &mut BytesMut) {
     let payload = postcard::to_allocvec(message).expect("a PeerMessage always serializes");
@@ -98,14 +107,15 @@ pub fn encode_frame(message: &PeerMessage, out: &mut BytesMut) {
     out.put_slice(&payload);
 }
 
-/// Takes one whole frame off the front of `buf`, if one is there. `Ok(None)` means "read more".
-pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<PeerMessage>, FrameError> {
+/// Takes one whole frame off the front of `buf`, if one is there. `Ok(None)` means "read more". A frame
+/// whose payload is over `max_frame_bytes` is an error as soon as its header is here.
+pub fn decode_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<PeerMessage>, FrameError> {
     if buf.len() < FRAME_HEADER_BYTES {
         return Ok(None);
     }
     let length = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if length > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLong(length));
+    if length > max_frame_bytes {
+        return Err(FrameError::TooLong { length, max: max_frame_bytes });
     }
     if buf.len() < FRAME_HEADER_BYTES + length {
         // Reserve only what has a chance of arriving soon, not the whole claimed length at once.
@@ -141,7 +151,7 @@ mod tests {
         let mut decoded = Vec::new();
         for byte in encoded.iter() {
             buf.put_u8(*byte);
-            while let Some(message) = decode_frame(&mut buf).unwrap() {
+            while let Some(message) = decode_frame(&mut buf, MAX_FRAME_BYTES).unwrap() {
                 decoded.push(message);
             }
         }
@@ -156,7 +166,7 @@ mod tests {
         encode_frame(&sample(), &mut buf);
         let last = buf.len() - 1;
         buf[last] ^= 1;
-        assert_eq!(decode_frame(&mut buf), Err(FrameError::BadChecksum));
+        assert_eq!(decode_frame(&mut buf, MAX_FRAME_BYTES), Err(FrameError::BadChecksum));
     }
 
     #[test]
@@ -166,7 +176,7 @@ mod tests {
         buf.put_u32_le(payload.len() as u32);
         buf.put_u32_le(crc32c::crc32c(&payload));
         buf.put_slice(&payload);
-        assert!(matches!(decode_frame(&mut buf), Err(FrameError::Undecodable(_))));
+        assert!(matches!(decode_frame(&mut buf, MAX_FRAME_BYTES), Err(FrameError::Undecodable(_))));
     }
 
     #[test]
@@ -174,7 +184,15 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_u32_le(u32::MAX);
         buf.put_u32_le(0);
-        assert!(matches!(decode_frame(&mut buf), Err(FrameError::TooLong(_))));
+        assert!(matches!(decode_frame(&mut buf, MAX_FRAME_BYTES), Err(FrameError::TooLong { .. })));
+        // A configured limit: a frame one byte over it is refused from its header alone.
+        let mut buf = BytesMut::new();
+        encode_frame(&sample(), &mut buf);
+        let payload = buf.len() - FRAME_HEADER_BYTES;
+        buf.truncate(FRAME_HEADER_BYTES);
+        let error = decode_frame(&mut buf, payload - 1).unwrap_err();
+        assert_eq!(error, FrameError::TooLong { length: payload, max: payload - 1 });
+        assert!(error.to_string().ends_with("(max_peer_frame_bytes)"), "{error}");
     }
 
     #[test]

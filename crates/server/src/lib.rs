@@ -7,6 +7,7 @@
 //! - [`admin`] and [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`, `/health`) and the
 //!   Prometheus metrics the other parts record into ([`node_metrics`], [`metered_disk`]).
 //! - [`serve`]: `raftkv serve`, from a validated [`config::ServerConfig`] to a running node and back down.
+//! - [`limits`]: every bound on what clients and peers can make a node hold.
 //! - [`peer_faults`]: a test-only switch (feature `fault-injection`) that cuts this node off from listed
 //!   peers, for the fault-injection test where network namespaces are not available.
 //! - [`data_dir`]: the incarnation counter that keeps client ids unique across restarts.
@@ -16,12 +17,14 @@
 
 pub mod admin;
 pub mod client;
+pub mod client_writer;
 pub mod config;
 pub mod data_dir;
 pub mod frame;
 pub mod info;
 #[cfg(feature = "inject-bugs")]
 pub mod injected_bug;
+pub mod limits;
 pub mod metered_disk;
 pub mod metrics;
 pub mod node_loop;
@@ -32,4 +35,5 @@ pub mod snapshot_thread;
 pub mod transport;
 
 pub use config::{Member, ServerConfig, Timing};
+pub use limits::Limits;
 pub use serve::{run, ServeError};

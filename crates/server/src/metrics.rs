@@ -51,10 +51,16 @@ pub struct Metrics {
     pub peer_received_messages: IntCounterVec,
     pub peer_received_bytes: IntCounterVec,
     pub peer_dropped_messages: IntCounterVec,
+    pub peer_queue_bytes: IntGaugeVec,
+    pub peer_queue_messages: IntGaugeVec,
+    pub peer_connections_closed: IntCounterVec,
 
     pub client_connections: IntGauge,
     pub client_connections_accepted: IntCounter,
     pub client_connections_refused: IntCounter,
+    pub client_connections_closed: IntCounterVec,
+    pub client_input_buffer_bytes: IntGauge,
+    pub client_output_buffer_bytes: IntGauge,
     pub commands: IntCounterVec,
 
     pub node_loop_longest_pause: Gauge,
@@ -67,6 +73,9 @@ pub struct Metrics {
 fn latency_buckets() -> Vec<f64> {
     exponential_buckets(0.000_1, 2.0, 19).expect("constant bucket parameters are valid")
 }
+
+/// Why a message to a peer may be dropped before sending (`reason` of `peer_dropped_messages_total`).
+pub const DROP_REASONS: [&str; 4] = ["queue_full", "queue_bytes", "too_large", "no_address"];
 
 /// Every role a node can have, so the one-hot `raftkv_role` gauge always has all four series.
 const ROLES: [Role; 4] = [Role::Follower, Role::PreCandidate, Role::Candidate, Role::Leader];
@@ -154,8 +163,27 @@ impl Metrics {
             ),
             peer_dropped_messages: r.counter_vec(
                 "raftkv_peer_dropped_messages_total",
-                "Messages to a peer dropped before sending: its queue was full, or no address is known.",
+                "Messages to a peer dropped before sending: its queue was full (queue_full: messages, \
+                 queue_bytes: bytes), the message was over max_peer_frame_bytes (too_large), or no address \
+                 is known (no_address).",
                 &["peer", "reason"],
+            ),
+            peer_queue_bytes: r.gauge_vec(
+                "raftkv_peer_queue_bytes",
+                "Frame bytes queued for each peer and not yet written to its connection.",
+                &["peer"],
+            ),
+            peer_queue_messages: r.gauge_vec(
+                "raftkv_peer_queue_messages",
+                "Messages queued for each peer and not yet written to its connection.",
+                &["peer"],
+            ),
+            peer_connections_closed: r.counter_vec(
+                "raftkv_peer_connections_closed_total",
+                "Incoming peer connections this node closed because of what the peer sent: a bad hello \
+                 (hello), a frame over max_peer_frame_bytes (frame_too_large), or a frame that failed its \
+                 checksum or did not decode (bad_frame).",
+                &["reason"],
             ),
             client_connections: r.gauge("raftkv_client_connections", "Client connections open now."),
             client_connections_accepted: r
@@ -163,6 +191,22 @@ impl Metrics {
             client_connections_refused: r.counter(
                 "raftkv_client_connections_refused_total",
                 "Client connections refused because the connection limit was reached.",
+            ),
+            client_connections_closed: r.counter_vec(
+                "raftkv_client_connections_closed_total",
+                "Client connections the node closed itself: unsent replies over max_client_output_bytes \
+                 (output_buffer), idle past client_idle_timeout_secs (idle), a protocol error or a limit of \
+                 the request parser (protocol_error), or replies not taken within the flush bound after the \
+                 client stopped sending (flush_timeout).",
+                &["reason"],
+            ),
+            client_input_buffer_bytes: r.gauge(
+                "raftkv_client_input_buffer_bytes",
+                "Bytes read from client connections and not yet parsed into commands, over all connections.",
+            ),
+            client_output_buffer_bytes: r.gauge(
+                "raftkv_client_output_buffer_bytes",
+                "Reply bytes encoded and not yet written to client connections, over all connections.",
             ),
             commands: r.counter_vec(
                 "raftkv_commands_total",
@@ -212,9 +256,17 @@ impl Metrics {
             self.peer_sent_bytes.with_label_values(&[&label]);
             self.peer_received_messages.with_label_values(&[&label]);
             self.peer_received_bytes.with_label_values(&[&label]);
-            for reason in ["queue_full", "no_address"] {
+            for reason in DROP_REASONS {
                 self.peer_dropped_messages.with_label_values(&[&label, reason]);
             }
+            self.peer_queue_bytes.with_label_values(&[&label]);
+            self.peer_queue_messages.with_label_values(&[&label]);
+        }
+        for reason in ["output_buffer", "idle", "protocol_error", "flush_timeout"] {
+            self.client_connections_closed.with_label_values(&[reason]);
+        }
+        for reason in ["hello", "frame_too_large", "bad_frame"] {
+            self.peer_connections_closed.with_label_values(&[reason]);
         }
     }
 
@@ -278,6 +330,33 @@ impl Metrics {
             tracing::error!(%error, "encoding metrics failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// One holder's share of a byte gauge summed over many holders (connections, queues): `set` moves the
+/// gauge by the change, and dropping the holder takes its share back out, however the holder ends.
+pub struct HeldBytes {
+    gauge: IntGauge,
+    held: i64,
+}
+
+impl HeldBytes {
+    pub fn new(gauge: IntGauge) -> HeldBytes {
+        HeldBytes { gauge, held: 0 }
+    }
+
+    pub fn set(&mut self, bytes: usize) {
+        let bytes = saturating_i64(bytes as u64);
+        if bytes != self.held {
+            self.gauge.add(bytes - self.held);
+            self.held = bytes;
+        }
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.gauge.sub(self.held);
     }
 }
 

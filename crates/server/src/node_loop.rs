@@ -219,11 +219,17 @@ pub fn build_node(
         heartbeat_interval_ticks: timing.heartbeat_interval_ticks(),
         // Each life draws different election timeouts (the seed is not a safety matter).
         rng_seed: node::Clock::now_ms(&SystemClock) ^ (incarnation << 32) ^ u64::from(std::process::id()),
+        // Back-pressure on the leader: a write refused here was never proposed (`-TRYAGAIN`).
+        max_uncommitted_bytes: config.limits.max_uncommitted_bytes,
         ..raft::Config::new(config.node_id)
     };
     let raft = Raft::new(raft_config, restored)?;
     // The state machine starts from the newest snapshot; the core replays only the log after it.
-    let kv_config = kv::KvConfig { maxmemory_bytes: config.maxmemory_bytes, ..kv::KvConfig::default() };
+    let kv_config = kv::KvConfig {
+        maxmemory_bytes: config.maxmemory_bytes,
+        max_value_bytes: config.limits.max_value_bytes,
+        ..kv::KvConfig::default()
+    };
     #[cfg_attr(not(feature = "inject-bugs"), allow(unused_mut))]
     let mut machine = node::restore_state_machine(&storage, kv_config)?;
     #[cfg(feature = "inject-bugs")]

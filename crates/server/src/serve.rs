@@ -78,8 +78,20 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new(config.peers().map(|m| m.id)));
     let peers = config.peers().map(|m| (m.id, m.peer_addr.clone()));
     let faults = Arc::new(PeerFaults::default());
-    let queues =
-        transport::start_outbound(config.cluster_id, config.node_id, peers, metrics.clone(), faults.clone());
+    let limits = config.limits;
+    let queue_limits = transport::QueueLimits {
+        max_messages: limits.max_peer_queue_messages,
+        max_bytes: limits.max_peer_queue_bytes,
+        max_frame_bytes: limits.max_peer_frame_bytes,
+    };
+    let queues = transport::start_outbound(
+        config.cluster_id,
+        config.node_id,
+        peers,
+        queue_limits,
+        metrics.clone(),
+        faults.clone(),
+    );
     let (node, incarnation) = node_loop::build_node(&config, queues, metrics.clone())?;
     let tick = Duration::from_millis(config.timing.tick_ms);
     let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick);
@@ -88,6 +100,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         peer_listener,
         config.cluster_id,
         config.node_id,
+        limits.max_peer_frame_bytes,
         handle.clone(),
         metrics.clone(),
         faults.clone(),
@@ -109,10 +122,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             health_max_lag_entries: config.health_max_lag_entries,
             peer_faults: faults,
         };
-        tokio::spawn(admin::run(listener, Arc::new(state)))
+        tokio::spawn(admin::run(listener, Arc::new(state), limits.max_admin_connections))
     });
-    let limits = resp::Limits { max_bulk_bytes: config.max_bulk_bytes, ..resp::Limits::default() };
-    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, config.max_client_connections, metrics));
+    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, metrics));
     let client_task = tokio::spawn(client::run_listener(client_listener, api));
     tracing::info!(
         node_id = config.node_id,

@@ -1,28 +1,28 @@
 //! The TCP peer transport: one outbound connection per peer (reconnecting with exponential backoff and
-//! jitter), a bounded queue per peer that drops when full (Raft tolerates loss), TCP_NODELAY, many frames
+//! jitter), a queue per peer bounded in messages and in bytes that drops when full (Raft tolerates loss:
+//! a dropped AppendEntries or heartbeat is resent, a dropped forward is retried), TCP_NODELAY, many frames
 //! per write; and a listener that checks each incoming connection's hello and feeds its frames to the
-//! node loop. Wire format: [`crate::frame`].
+//! node loop, closing a connection whose peer sends a frame over `max_peer_frame_bytes`. Messages are
+//! encoded when queued, so the queue's bytes are known exactly (`raftkv_peer_queue_bytes`). Wire format:
+//! [`crate::frame`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use node::PeerMessage;
+use prometheus::IntGauge;
 use raft::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::frame::{self, HELLO_BYTES};
+use crate::frame::{self, FrameError, HELLO_BYTES};
 use crate::metrics::Metrics;
 use crate::node_loop::NodeHandle;
 use crate::peer_faults::PeerFaults;
 
-/// Messages queued for one peer at most; more are dropped. Large enough for a burst of forwarded commands
-/// (a follower forwards each pipelined client command as its own message): a dropped forward costs a
-/// retry interval, which under a 10,000-command pipeline could run into the client timeout.
-pub const PEER_QUEUE_CAPACITY: usize = 65_536;
 /// Bytes gathered into one write at most.
 const MAX_WRITE_BYTES: usize = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,9 +30,50 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How much one peer's queue may hold (`max_peer_queue_messages`, `max_peer_queue_bytes`). The message
+/// default is large enough for a burst of forwarded commands (a follower forwards each pipelined client
+/// command as its own message): a dropped forward costs a retry interval, which under a 10,000-command
+/// pipeline could run into the client timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    /// A message whose frame is larger is never sent: the peer would refuse it and drop the connection.
+    pub max_frame_bytes: usize,
+}
+
+/// One peer's queue: frames to write, and the bytes and messages they hold (gauges the writer lowers).
+struct PeerQueue {
+    frames: mpsc::Sender<Bytes>,
+    queued: QueuedGauges,
+}
+
+/// The gauges of one peer's queue, raised by the node loop and lowered by the connection task.
+#[derive(Clone)]
+struct QueuedGauges {
+    bytes: IntGauge,
+    messages: IntGauge,
+}
+
+impl QueuedGauges {
+    fn new(metrics: &Metrics, peer: NodeId) -> QueuedGauges {
+        let label = metrics.peer_label(peer);
+        QueuedGauges {
+            bytes: metrics.peer_queue_bytes.with_label_values(&[&label]),
+            messages: metrics.peer_queue_messages.with_label_values(&[&label]),
+        }
+    }
+
+    fn taken(&self, frame: &Bytes) {
+        self.bytes.sub(frame.len() as i64);
+        self.messages.dec();
+    }
+}
+
 /// The node's [`node::Transport`]: a bounded queue per peer, drained by that peer's connection task.
 pub struct PeerQueues {
-    queues: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    queues: HashMap<NodeId, PeerQueue>,
+    limits: QueueLimits,
     dropped: u64,
     metrics: Arc<Metrics>,
     /// Test-only cut links (always empty without the `fault-injection` feature).
@@ -50,11 +91,37 @@ impl node::Transport for PeerQueues {
             self.metrics.record_dropped(to, "no_address");
             return;
         };
-        if queue.try_send(message).is_err() {
-            self.metrics.record_dropped(to, "queue_full");
+        let frame = frame::frame_bytes(&message);
+        let queued_bytes = queue.queued.bytes.get().max(0) as usize;
+        let reason = if frame.len() > self.limits.max_frame_bytes {
+            tracing::error!(
+                to,
+                kind = message.kind(),
+                bytes = frame.len(),
+                "a message is over max_peer_frame_bytes"
+            );
+            Some("too_large")
+        } else if queued_bytes > 0 && queued_bytes + frame.len() > self.limits.max_bytes {
+            Some("queue_bytes")
+        } else {
+            let length = frame.len() as i64;
+            // Raised before the send, so the writer's decrement never takes the gauge below zero.
+            queue.queued.bytes.add(length);
+            queue.queued.messages.inc();
+            match queue.frames.try_send(frame) {
+                Ok(()) => None,
+                Err(_) => {
+                    queue.queued.bytes.sub(length);
+                    queue.queued.messages.dec();
+                    Some("queue_full")
+                }
+            }
+        };
+        if let Some(reason) = reason {
+            self.metrics.record_dropped(to, reason);
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
-                tracing::warn!(to, dropped = self.dropped, "peer queue full; dropping messages");
+                tracing::warn!(to, dropped = self.dropped, reason, "peer queue full; dropping messages");
             }
         }
     }
@@ -65,17 +132,19 @@ pub fn start_outbound(
     cluster_id: u64,
     own_id: NodeId,
     peers: impl IntoIterator<Item = (NodeId, String)>,
+    limits: QueueLimits,
     metrics: Arc<Metrics>,
     faults: Arc<PeerFaults>,
 ) -> PeerQueues {
     let mut queues = HashMap::new();
     for (id, addr) in peers {
-        let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
-        queues.insert(id, sender);
-        let link = Link { cluster_id, own_id, peer: id, addr, metrics: metrics.clone() };
+        let (frames, receiver) = mpsc::channel(limits.max_messages);
+        let queued = QueuedGauges::new(&metrics, id);
+        queues.insert(id, PeerQueue { frames, queued: queued.clone() });
+        let link = Link { cluster_id, own_id, peer: id, addr, metrics: metrics.clone(), queued };
         tokio::spawn(run_outbound(link, receiver));
     }
-    PeerQueues { queues, dropped: 0, metrics, faults }
+    PeerQueues { queues, limits, dropped: 0, metrics, faults }
 }
 
 /// One outbound connection's fixed facts.
@@ -85,9 +154,10 @@ struct Link {
     peer: NodeId,
     addr: String,
     metrics: Arc<Metrics>,
+    queued: QueuedGauges,
 }
 
-async fn run_outbound(link: Link, mut queue: mpsc::Receiver<PeerMessage>) {
+async fn run_outbound(link: Link, mut queue: mpsc::Receiver<Bytes>) {
     let Link { cluster_id, own_id, peer, ref addr, .. } = link;
     let mut backoff = MIN_BACKOFF;
     let mut failures: u64 = 0;
@@ -153,17 +223,20 @@ async fn connect(cluster_id: u64, own_id: NodeId, peer: NodeId, addr: &str) -> s
 /// Writes queued messages until the queue closes (`Ok`) or the connection fails (`Err`).
 async fn send_frames(
     mut stream: TcpStream,
-    queue: &mut mpsc::Receiver<PeerMessage>,
+    queue: &mut mpsc::Receiver<Bytes>,
     link: &Link,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(64 * 1024);
-    while let Some(message) = queue.recv().await {
+    while let Some(frame) = queue.recv().await {
         out.clear();
-        frame::encode_frame(&message, &mut out);
+        link.queued.taken(&frame);
+        out.extend_from_slice(&frame);
+        drop(frame);
         let mut messages = 1;
         while out.len() < MAX_WRITE_BYTES {
             let Ok(next) = queue.try_recv() else { break };
-            frame::encode_frame(&next, &mut out);
+            link.queued.taken(&next);
+            out.extend_from_slice(&next);
             messages += 1;
         }
         stream.write_all(&out).await?;
@@ -177,19 +250,21 @@ pub async fn run_listener(
     listener: TcpListener,
     cluster_id: u64,
     own_id: NodeId,
+    max_frame_bytes: usize,
     node: NodeHandle,
     metrics: Arc<Metrics>,
     faults: Arc<PeerFaults>,
 ) {
+    let inbound = Arc::new(Inbound { cluster_id, own_id, max_frame_bytes, node, metrics, faults });
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                let node = node.clone();
-                let metrics = metrics.clone();
-                let faults = faults.clone();
+                let inbound = inbound.clone();
                 tokio::spawn(async move {
-                    let served = serve_inbound(stream, cluster_id, own_id, node, &metrics, &faults).await;
-                    if let Err(error) = served {
+                    if let Err((reason, error)) = serve_inbound(stream, &inbound).await {
+                        if let Some(reason) = reason {
+                            inbound.metrics.peer_connections_closed.with_label_values(&[reason]).inc();
+                        }
                         tracing::warn!(%addr, %error, "closed a peer connection");
                     }
                 });
@@ -202,45 +277,62 @@ pub async fn run_listener(
     }
 }
 
-async fn serve_inbound(
-    mut stream: TcpStream,
+/// What every incoming peer connection shares.
+struct Inbound {
     cluster_id: u64,
     own_id: NodeId,
+    max_frame_bytes: usize,
     node: NodeHandle,
-    metrics: &Metrics,
-    faults: &PeerFaults,
-) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    metrics: Arc<Metrics>,
+    /// Test-only cut links (always empty without the `fault-injection` feature).
+    faults: Arc<PeerFaults>,
+}
+
+/// Why an incoming connection was closed: the `reason` label when the peer sent something wrong, and
+/// the text for the log.
+type Closed = (Option<&'static str>, String);
+
+async fn serve_inbound(mut stream: TcpStream, inbound: &Inbound) -> Result<(), Closed> {
+    let io_error = |e: std::io::Error| (None, e.to_string());
+    stream.set_nodelay(true).map_err(io_error)?;
     let mut hello = [0u8; HELLO_BYTES];
     tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut hello))
         .await
-        .map_err(|_| "no hello within the timeout".to_string())?
-        .map_err(|e| format!("reading the hello: {e}"))?;
-    let theirs = frame::check_hello(&hello, cluster_id).map_err(|e| format!("refused: {e}"))?;
-    stream.write_all(&frame::encode_hello(cluster_id, own_id)).await.map_err(|e| e.to_string())?;
+        .map_err(|_| (Some("hello"), "no hello within the timeout".to_string()))?
+        .map_err(|e| (None, format!("reading the hello: {e}")))?;
+    let theirs = frame::check_hello(&hello, inbound.cluster_id)
+        .map_err(|e| (Some("hello"), format!("refused: {e}")))?;
+    stream.write_all(&frame::encode_hello(inbound.cluster_id, inbound.own_id)).await.map_err(io_error)?;
     let from = theirs.node_id;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
             let buffered = buf.len();
-            match frame::decode_frame(&mut buf) {
+            match frame::decode_frame(&mut buf, inbound.max_frame_bytes) {
                 Ok(Some(message)) => {
-                    metrics.record_received(from, (buffered - buf.len()) as u64);
-                    if faults.drops(from) {
+                    inbound.metrics.record_received(from, (buffered - buf.len()) as u64);
+                    if inbound.faults.drops(from) {
                         continue;
                     }
-                    if !node.peer_message(from, message).await {
+                    if !inbound.node.peer_message(from, message).await {
                         return Ok(()); // The node loop stopped.
                     }
                 }
                 Ok(None) => break,
-                Err(error) => return Err(format!("from node {from}: {error}")),
+                Err(error) => {
+                    let reason = if matches!(error, FrameError::TooLong { .. }) {
+                        "frame_too_large"
+                    } else {
+                        "bad_frame"
+                    };
+                    return Err((Some(reason), format!("from node {from}: {error}")));
+                }
             }
         }
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
         }
-        let n = stream.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
+        let n = stream.read_buf(&mut buf).await.map_err(io_error)?;
         if n == 0 {
             return Ok(());
         }

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod http;
 pub mod netns;
+pub mod raw;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -73,6 +74,19 @@ impl Cluster {
     pub fn start_with_args(name: &str, n: usize, extra_args: &[&str]) -> Cluster {
         let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
         let cluster = Cluster::start_nodes_with(name, n, ELECTION_TIMEOUT_MS, true, extra_args);
+        cluster.wait_for_leader(LEADER_BOUND);
+        cluster
+    }
+
+    /// As [`Cluster::start_with_args`], with another minimum election timeout.
+    pub fn start_with_timeout_and_args(
+        name: &str,
+        n: usize,
+        election_timeout_ms: u64,
+        extra_args: &[&str],
+    ) -> Cluster {
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let cluster = Cluster::start_nodes_with(name, n, election_timeout_ms, true, extra_args);
         cluster.wait_for_leader(LEADER_BOUND);
         cluster
     }
@@ -180,6 +194,17 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64, bootstrap: bool) {
+        let child = self.serve_command(id, bootstrap).spawn().expect("starting raftkv serve");
+        self.nodes[id as usize - 1].child = Some(child);
+        wait_until(
+            Duration::from_secs(20),
+            || self.connect(id).is_ok(),
+            || format!("node {id} to accept clients"),
+        );
+    }
+
+    /// The `raftkv serve` command line of node `id`, logging to `node-<id>.log` (not started).
+    pub fn serve_command(&self, id: u64, bootstrap: bool) -> Command {
         let members = self.member_flags();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -218,13 +243,19 @@ impl Cluster {
             command.arg("--bootstrap");
         }
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        let child = command.spawn().expect("starting raftkv serve");
-        self.nodes[id as usize - 1].child = Some(child);
-        wait_until(
-            Duration::from_secs(20),
-            || self.connect(id).is_ok(),
-            || format!("node {id} to accept clients"),
-        );
+        command
+    }
+
+    /// Node `id`'s process id, while it runs.
+    pub fn pid(&self, id: u64) -> u32 {
+        self.node(id).child.as_ref().expect("node is running").id()
+    }
+
+    /// Node `id`'s `/metrics` page.
+    pub fn metrics(&self, id: u64) -> String {
+        let response = self.admin_get(id, "/metrics").expect("GET /metrics");
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
     }
 
     /// kill -9.
@@ -239,17 +270,17 @@ impl Cluster {
     pub fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
         let mut child = self.nodes[id as usize - 1].child.take().expect("node is running");
         signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("node {id} did not stop within 15 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut child, Duration::from_secs(15), || format!("node {id} to stop after SIGTERM"))
+    }
+
+    /// Waits until node `id` has no client connection open (the harness's own, from waiting for a
+    /// leader, close a moment after they are dropped).
+    pub fn wait_for_no_clients(&self, id: u64) {
+        wait_until(
+            Duration::from_secs(10),
+            || metric(&self.metrics(id), "raftkv_client_connections") == 0.0,
+            || format!("node {id}'s client connections to close"),
+        );
     }
 
     pub fn signal(&self, id: u64, signal_number: i32) {
@@ -400,6 +431,54 @@ impl Drop for Cluster {
 fn signal(child: &Child, signal_number: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, signal_number) };
+}
+
+/// Waits for `child` to exit; kills it and panics naming `what` after `bound`.
+pub fn wait_for_exit(
+    child: &mut Child,
+    bound: Duration,
+    what: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("waited {bound:?} for {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Raises this process's open-file limit to its hard maximum, for tests that open many connections.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointer to a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// The value of one series in a Prometheus text page (`name` with its labels, as printed), or 0 when it
+/// is absent.
+pub fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.trim().parse().expect("a metric value"))
+}
+
+/// A process's resident set size in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// Polls `done` every 50 ms until it holds; panics naming `what` after `bound`.

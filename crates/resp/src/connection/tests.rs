@@ -566,3 +566,40 @@ fn connection_parse_resumes_and_survives_reset() {
     let mut buf = BytesMut::from(&b"*4\r\n"[..]);
     assert_eq!(c.parse(&mut buf).unwrap_err(), ProtocolError::InvalidMultibulkLength);
 }
+
+#[test]
+fn keys_and_values_over_their_limits_are_refused_with_redis_like_errors() {
+    let limits = Limits { max_key_bytes: 4, max_value_bytes: 8, ..Limits::default() };
+    let mut c = Connection::new(1, limits);
+    assert_eq!(
+        error_text(&mut c, &["SET", "kkkkk", "v"]),
+        "ERR key exceeds maximum allowed size (4 bytes, max_key_bytes)"
+    );
+    assert_eq!(error_text(&mut c, &["SET", "k", "123456789"]), kv::errors::STRING_TOO_LONG);
+    // MSET alternates keys and values; DEL's every argument is a key.
+    assert_eq!(error_text(&mut c, &["MSET", "a", "1", "b", "123456789"]), kv::errors::STRING_TOO_LONG);
+    assert_eq!(
+        error_text(&mut c, &["DEL", "a", "bbbbbbbb"]),
+        "ERR key exceeds maximum allowed size (4 bytes, max_key_bytes)"
+    );
+    // At the limits is fine; connection commands are bounded only by the bulk length.
+    assert!(matches!(run(&mut c, &["SET", "kkkk", "12345678"]), Action::Execute { .. }));
+    assert_eq!(reply(&mut c, &["ECHO", "a long echo message"]), Frame::bulk("a long echo message"));
+    // Inside MULTI an oversized argument dooms the transaction.
+    run(&mut c, &["MULTI"]);
+    assert_eq!(error_text(&mut c, &["APPEND", "k", "123456789"]), kv::errors::STRING_TOO_LONG);
+    assert_eq!(error_text(&mut c, &["EXEC"]), kv::errors::EXECABORT_PREVIOUS_ERRORS);
+}
+
+#[test]
+fn a_transaction_over_max_request_bytes_is_doomed() {
+    let mut c = Connection::new(1, Limits { max_request_bytes: 20, ..Limits::default() });
+    run(&mut c, &["MULTI"]);
+    assert_eq!(reply(&mut c, &["SET", "a", "12345678"]), simple("QUEUED")); // 12 bytes
+    assert_eq!(
+        error_text(&mut c, &["SET", "b", "12345678"]),
+        "ERR MULTI holds at most 20 bytes of arguments (max_request_bytes); EXEC will discard this \
+         transaction"
+    );
+    assert_eq!(error_text(&mut c, &["EXEC"]), kv::errors::EXECABORT_PREVIOUS_ERRORS);
+}

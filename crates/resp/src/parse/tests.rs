@@ -18,7 +18,13 @@ fn parse_one(input: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
 }
 
 fn small_limits() -> Limits {
-    Limits { max_bulk_bytes: 16, max_arguments: 4, max_inline_bytes: 32, max_multi_commands: 3 }
+    Limits {
+        max_bulk_bytes: 16,
+        max_arguments: 4,
+        max_inline_bytes: 32,
+        max_multi_commands: 3,
+        ..Limits::default()
+    }
 }
 
 #[test]
@@ -359,4 +365,19 @@ fn a_protocol_error_goes_out_as_a_redis_error_line() {
         &mut out,
     );
     assert_eq!(&out[..], b"-ERR Protocol error: invalid bulk length\r\n");
+}
+
+#[test]
+fn a_request_over_max_request_bytes_is_refused_before_its_data_arrives() {
+    let limits = Limits { max_request_bytes: 40, ..Limits::default() };
+    // `*2\r\n$3\r\nSET\r\n` is 13 bytes; a 30-byte second argument ends at 13 + 5 + 30 + 2 = 50 > 40.
+    let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$30\r\n"[..]);
+    let error = parse_command(&mut buf, &limits).unwrap_err();
+    assert_eq!(error, ProtocolError::RequestTooBig(40));
+    assert_eq!(error.to_string(), "ERR Protocol error: request larger than 40 bytes (max_request_bytes)");
+    // Exactly at the limit is fine: 13 + 5 + 20 + 2 = 40.
+    let mut input = b"*2\r\n$3\r\nSET\r\n$20\r\n".to_vec();
+    input.extend_from_slice(&[b'x'; 20]);
+    input.extend_from_slice(b"\r\n");
+    assert_eq!(parse_all(&input, &limits).unwrap().len(), 1);
 }

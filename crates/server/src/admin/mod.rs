@@ -13,6 +13,10 @@
 //! the same data path as INFO, so the three pages and INFO never disagree. A node loop that does not
 //! answer within [`STATUS_TIMEOUT`] (stopping, or stuck on a slow disk) gets a 503, never a hung request.
 //! Anything else is a 404 (or 405 for another method on a known path); no request can panic the node.
+//!
+//! Bounds: at most `max_admin_connections` connections at once (more are closed at once), and a client
+//! must send a request's headers within [`HEADER_READ_TIMEOUT`] (hyper's header-read timeout), so slow
+//! or idle clients cannot pile up. HTTP/1.1 only.
 
 pub mod backup;
 pub mod cluster;
@@ -72,10 +76,36 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// Serves admin requests until the task is aborted.
-pub async fn run(listener: TcpListener, state: Arc<AdminState>) {
-    if let Err(error) = axum::serve(listener, router(state)).await {
-        tracing::error!(%error, "the admin HTTP endpoint stopped");
+/// A connection that has not sent a whole request head within this time is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves admin requests until the task is aborted, on at most `max_connections` connections at once.
+pub async fn run(listener: TcpListener, state: Arc<AdminState>, max_connections: usize) {
+    let router = router(state);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting an admin connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, max_connections, "admin connection limit reached; closing a new one");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(error) = builder.serve_connection(io, service).await {
+                tracing::debug!(%addr, %error, "admin connection ended");
+            }
+        });
     }
 }
 
