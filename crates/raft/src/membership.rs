@@ -92,6 +92,20 @@ pub fn target_of(current: &Configuration, change: &ConfChange) -> Result<Configu
     Ok(target)
 }
 
+/// True if `next` may directly follow `current` in a log (dissertation §4.3): a simple configuration is
+/// followed by the joint one that leaves it, or by one with the same voters (learners only changed); a
+/// joint configuration only by its own C_new.
+fn legal_successor(current: &Configuration, next: &Configuration) -> bool {
+    if current.is_joint() {
+        return *next == current.target();
+    }
+    if next.is_joint() {
+        next.outgoing_voters == current.voters
+    } else {
+        next.voters == current.voters
+    }
+}
+
 fn check_id(id: NodeId) -> Result<(), ConfChangeError> {
     if id == 0 {
         Err(ConfChangeError::ZeroId)
@@ -167,6 +181,11 @@ impl Raft {
             self.configuration_index
         );
         assert!(!configuration.voters.is_empty(), "{self}: a configuration without voters");
+        debug_assert!(
+            legal_successor(&self.configuration, &configuration) || injected!(self, SkipJointConsensus),
+            "{self}: configuration {configuration} may not follow {}",
+            self.configuration
+        );
         let index = self.log.append_new(self.term, EntryPayload::Config(configuration.clone()));
         self.configuration = configuration;
         self.configuration_index = index;
