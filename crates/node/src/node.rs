@@ -271,6 +271,32 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         self.drive()
     }
 
+    /// Asks the core to change the cluster's membership (leader only; see
+    /// [`raft::Raft::propose_conf_change`]) and runs what it made possible. The outer error is this
+    /// node's failure (as for any input); the inner one says why the core refused the change. The change
+    /// is done when [`raft::Raft::configuration`] shows the target and
+    /// [`raft::Raft::conf_change_in_progress`] is false; the state machine never sees configuration
+    /// entries, and snapshots carry the configuration in force at their index.
+    pub fn propose_conf_change(
+        &mut self,
+        change: raft::ConfChange,
+    ) -> Result<Result<raft::Index, raft::ConfChangeError>, NodeError> {
+        let result = self.raft.propose_conf_change(change);
+        self.drive()?;
+        Ok(result)
+    }
+
+    /// Asks the leader to hand leadership to `target` (see [`raft::Raft::transfer_leadership`]); the
+    /// outer error is this node's failure, the inner one the core's refusal.
+    pub fn transfer_leadership(
+        &mut self,
+        target: NodeId,
+    ) -> Result<Result<(), raft::TransferError>, NodeError> {
+        let result = self.raft.transfer_leadership(target);
+        self.drive()?;
+        Ok(result)
+    }
+
     /// Starts a batch: the inputs that follow feed the core without running its Ready loop, until
     /// [`Node::end_batch`] runs it once for all of them. A server calls this around the events that arrived
     /// together, so that one write and one fsync cover them all; the order of effects within that Ready
@@ -610,6 +636,12 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
 
     /// Proposes `body` here if this node leads, else forwards it to the leader. Returns who got it.
     fn propose_or_forward(&mut self, session: Option<SessionRef>, body: RequestBody) -> Option<NodeId> {
+        // A node outside the configuration it knows (removed, or not added yet) receives no new entries,
+        // so it could never apply, and answer, a command it proposed or forwarded: the command waits
+        // here and, unless the node is added meanwhile, expires as certainly not applied.
+        if !self.raft.configuration().contains(self.id) {
+            return None;
+        }
         let leader = self.raft.leader_id()?;
         if leader == self.id {
             let request = Request { session, leader_time_ms: self.clock.now_ms(), body };
@@ -634,6 +666,8 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             Ok(_) => return,
             Err(ProposeError::NotLeader { leader_hint }) => (leader_hint, false),
             Err(ProposeError::ProposalDropped) => (Some(self.id), true),
+            // Handing over leadership: the forwarder tries again shortly (the new leader, once it leads).
+            Err(ProposeError::LeadershipTransferInProgress { target }) => (Some(target), false),
         };
         self.transport.send(from, PeerMessage::ForwardRejected { sequence, leader_hint, overloaded });
     }

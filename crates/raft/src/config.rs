@@ -18,6 +18,9 @@ pub enum InjectedBug {
     AckBeforePersist,
     /// Answer `read_index` at once from the local commit index, without a confirmation round (§6.4).
     StaleLeaderRead,
+    /// Change the voters in one step, C_old straight to C_new, without the joint phase (breaks
+    /// dissertation §4.3: a majority of C_old and a majority of C_new may then decide apart).
+    SkipJointConsensus,
 }
 
 /// Settings of one node. Times are in ticks of the caller's logical clock.
@@ -52,6 +55,9 @@ pub struct Config {
     /// application nor answered by the follower for this many ticks (a lost chunk or answer). It also
     /// resends the last chunk at this pace while the follower installs the snapshot.
     pub snapshot_chunk_timeout_ticks: u64,
+    /// A learner is promoted to voter only while its log is within this many entries of the leader's
+    /// last index (dissertation §4.2.1): a voter far behind would hold up commitment while it catches up.
+    pub max_promotion_lag_entries: u64,
     /// Run a pre-vote round before a real election (dissertation §9.6).
     pub pre_vote: bool,
     /// A leader that has not heard from a quorum within an election timeout steps down (§6.2). Leader
@@ -82,6 +88,7 @@ impl Config {
             max_committed_entries_per_ready: 4096,
             max_snapshot_chunk_bytes: 1 << 20,
             snapshot_chunk_timeout_ticks: 20,
+            max_promotion_lag_entries: 1_000,
             pre_vote: true,
             check_quorum: true,
             rng_seed: 0,

@@ -44,6 +44,7 @@ impl Raft {
             }
         }
         self.tick_snapshot_transfers();
+        self.tick_transfer();
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.broadcast_heartbeat();
         }
@@ -64,24 +65,31 @@ impl Raft {
     pub(crate) fn campaign(&mut self) {
         if self.config.pre_vote {
             self.become_pre_candidate();
-            self.request_votes(true);
+            self.request_votes(true, false);
+            self.poll_votes();
         } else {
-            self.become_candidate();
-            self.request_votes(false);
+            self.campaign_now(false);
         }
+    }
+
+    /// Starts a real election at once. `leadership_transfer`: the leader asked for it (TimeoutNow), so
+    /// the requests carry the mark that overrides leader stickiness (dissertation §3.10).
+    pub(crate) fn campaign_now(&mut self, leadership_transfer: bool) {
+        self.become_candidate();
+        self.request_votes(false, leadership_transfer);
         self.poll_votes();
     }
 
     /// Sends (pre-)vote requests to every other voter. A pre-vote request asks about the next term
     /// without anyone moving to it; a real one goes out only once the candidate's new term and self-vote
     /// are durable.
-    fn request_votes(&mut self, pre_vote: bool) {
+    fn request_votes(&mut self, pre_vote: bool, leadership_transfer: bool) {
         let term = if pre_vote { self.term + 1 } else { self.term };
         let request = VoteRequest {
             pre_vote,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
-            leadership_transfer: false,
+            leadership_transfer,
         };
         for to in quorum::all_voters(&self.configuration) {
             if to == self.id {
@@ -184,7 +192,7 @@ impl Raft {
         match (self.role, result) {
             (Role::PreCandidate, VoteResult::Won) => {
                 self.become_candidate();
-                self.request_votes(false);
+                self.request_votes(false, false);
                 // A durable self-vote may already be there (a single-node cluster still has to wait
                 // for it; `on_persisted` counts it).
                 self.maybe_count_own_vote();

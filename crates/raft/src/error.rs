@@ -63,6 +63,68 @@ pub enum ProposeError {
     /// The leader already holds `max_uncommitted_bytes` of uncommitted proposals; try again later.
     #[error("proposal dropped: too many uncommitted bytes")]
     ProposalDropped,
+    /// The leader is handing leadership to `target` (dissertation §3.10) and accepts nothing new until
+    /// the transfer finishes or aborts (after an election timeout); retry, most likely on `target`.
+    #[error("leadership is being transferred to node {target}")]
+    LeadershipTransferInProgress { target: NodeId },
+}
+
+/// Why [`crate::Raft::propose_conf_change`] refused a membership change. Nothing was appended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum ConfChangeError {
+    /// Only the leader changes the configuration; `leader_hint` is the leader this node knows of.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    /// A new leader changes nothing before it has committed an entry of its own term (its no-op): until
+    /// then it cannot know that no earlier leader's change is still on its way to commitment.
+    #[error("the leader has not committed an entry of its term yet; retry shortly")]
+    LeaderNotReady,
+    /// One change at a time: the configuration entry at `index` is not committed yet, or the joint
+    /// configuration has not been left yet.
+    #[error("a configuration change is in progress (entry {index}); retry once it is committed")]
+    ChangeInProgress { index: Index },
+    /// The leader is handing over leadership; it changes nothing meanwhile.
+    #[error("leadership is being transferred to node {target}")]
+    LeadershipTransferInProgress { target: NodeId },
+    /// A node id of 0 (0 means nobody).
+    #[error("node id 0 is not a valid member id")]
+    ZeroId,
+    /// The node is already a member (as a learner or voter).
+    #[error("node {id} is already a member")]
+    AlreadyMember { id: NodeId },
+    /// The node is not a member at all.
+    #[error("node {id} is not a member")]
+    NotAMember { id: NodeId },
+    /// A new voter must first join as a learner and catch up (dissertation §4.2.1).
+    #[error("node {id} is not a learner: add it as a learner first and promote it once it caught up")]
+    NotALearner { id: NodeId },
+    /// The learner is too far behind the leader to be promoted (it would stall commitment while it
+    /// catches up), or has not stored the configuration in force yet. Retry once it has.
+    #[error("learner {id} is behind: it has {match_index} of the leader's {last_index} entries")]
+    LearnerBehind { id: NodeId, match_index: Index, last_index: Index },
+    /// The change would leave no voter.
+    #[error("the change would leave no voter")]
+    NoVoters,
+    /// A node listed as both voter and learner.
+    #[error("node {id} cannot be both a voter and a learner")]
+    VoterAndLearner { id: NodeId },
+    /// The target is the configuration already in force.
+    #[error("the configuration is already as asked")]
+    NothingToChange,
+}
+
+/// Why [`crate::Raft::transfer_leadership`] refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum TransferError {
+    /// Only the leader hands over leadership.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    /// The target must be a voter of the configuration in force (of C_new while joint).
+    #[error("node {target} is not a voter")]
+    NotAVoter { target: NodeId },
+    /// The leader already leads.
+    #[error("node {target} already leads")]
+    AlreadyLeader { target: NodeId },
 }
 
 /// Why [`crate::Raft::read_index`] refused a read, or why a read that was accepted later failed.

@@ -22,6 +22,7 @@
 //! | `replication` | appends, heartbeats, the commit rule |
 //! | `read_index` | linearizable reads by ReadIndex |
 //! | `snapshot` | compaction, and InstallSnapshot streamed in chunks |
+//! | `membership` | joint consensus, learners, removal, leadership transfer |
 //! | [`ready`] | the batch of work handed to the caller |
 //! | [`message`] | the wire messages and their validation |
 //! | `raft` | the node: `step` (terms checked once), role changes, the Ready handshake |
@@ -167,8 +168,38 @@
 //!   the leader probes it again from its match index (a lost message would otherwise leave a full window
 //!   waiting forever).
 //!
-//! Not here yet (later issues): membership changes (the quorum code already counts joint configurations),
-//! leadership transfer (the `leadership_transfer` mark on vote requests is honoured), lease reads.
+//! Not here yet (a later issue): lease reads.
+//!
+//! ## Membership changes and leadership transfer
+//!
+//! Joint consensus (§6; dissertation §4.3), learners (dissertation §4.2.1) and leadership transfer
+//! (dissertation §3.10); the module docs of `membership` give the rules and their reasons. The caller's
+//! side, on the leader:
+//!
+//! - [`Raft::propose_conf_change`]`(`[`ConfChange`]`)` → the index of the configuration entry appended,
+//!   or a [`ConfChangeError`] saying why nothing was: `NotLeader { leader_hint }`, `LeaderNotReady` (a
+//!   new leader has not committed an entry of its term yet: retry shortly), `ChangeInProgress { index }`
+//!   (one change at a time), `LeadershipTransferInProgress`, `NotALearner` (a new voter joins as a
+//!   [`ConfChange::AddLearner`] first), `LearnerBehind` (further than
+//!   [`Config::max_promotion_lag_entries`] behind: retry once it caught up), and the malformed ones
+//!   (`ZeroId`, `AlreadyMember`, `NotAMember`, `NoVoters`, `VoterAndLearner`, `NothingToChange`).
+//!   [`target_of`] computes, without a leader, the configuration a change leads to.
+//! - A change of voters appends C_old,new; once it is committed the leader appends C_new by itself.
+//!   A change of learners only appends the new configuration directly. Every configuration takes
+//!   effect on every server as soon as it is appended ([`Raft::configuration`],
+//!   [`Raft::configuration_index`]); the change is over when [`Raft::conf_change_in_progress`] is
+//!   false on the leader. Configuration entries come out of `committed_entries` like any other: the
+//!   state machine ignores them (they still advance the applied index). [`Raft::snapshot_meta_at`] gives
+//!   each snapshot the configuration in force at its index.
+//! - A leader that removed itself keeps leading until C_new is committed, then becomes a follower that
+//!   never campaigns; a removed server that keeps running cannot disrupt the cluster (pre-vote fails for
+//!   it: its log lacks C_new).
+//! - [`Raft::transfer_leadership`]`(target)` (a voter) → `Ok` or a [`TransferError`]. Meanwhile
+//!   [`Raft::propose`] answers [`ProposeError::LeadershipTransferInProgress`] and changes are refused;
+//!   [`Raft::leadership_transfer_target`] shows it. The transfer ends when another leader takes over
+//!   (the old one becomes a follower), or is abandoned after [`Config::election_timeout_ticks`].
+//! - A node started with an empty configuration (a server joining with an empty data directory) waits
+//!   for a leader to add it: it neither campaigns nor votes until a configuration reaches it.
 //!
 //! ## Snapshots
 //!
@@ -239,7 +270,7 @@
 //! ## Failures
 //!
 //! What a peer, the network or the caller can cause is a typed error and never a panic: [`StepError`],
-//! [`ProposeError`], [`ReadIndexError`], [`ConfigError`]. A broken invariant — the commit index going
+//! [`ProposeError`], [`ConfChangeError`], [`TransferError`], [`ReadIndexError`], [`ConfigError`]. A broken invariant — the commit index going
 //! back, an append that would overwrite a committed entry, applying out of order, a durable vote changing
 //! within a term — is a bug, and the core panics at once with the node's state in the message, before
 //! anything wrong can reach the disk.
@@ -253,6 +284,7 @@ pub mod config;
 mod election;
 pub mod error;
 pub mod log;
+mod membership;
 pub mod message;
 pub mod progress;
 pub mod quorum;
@@ -266,8 +298,11 @@ pub mod types;
 pub use config::Config;
 #[cfg(feature = "inject-bugs")]
 pub use config::InjectedBug;
-pub use error::{ConfigError, ProposeError, ReadIndexError, SnapshotError, StepError};
+pub use error::{
+    ConfChangeError, ConfigError, ProposeError, ReadIndexError, SnapshotError, StepError, TransferError,
+};
 pub use log::Log;
+pub use membership::target_of;
 pub use message::{
     AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse,
     Message, MessageBody, VoteRequest, VoteResponse,
@@ -275,4 +310,6 @@ pub use message::{
 pub use progress::{Progress, ProgressState, SnapshotTransfer, TransferStage};
 pub use raft::{Raft, RestoredState, Role};
 pub use ready::{FailedRead, PersistMark, ReadState, Ready, SnapshotInstall, SnapshotRead, SnapshotWrite};
-pub use types::{Configuration, Entry, EntryPayload, HardState, Index, NodeId, SnapshotMeta, Term};
+pub use types::{
+    ConfChange, Configuration, Entry, EntryPayload, HardState, Index, NodeId, SnapshotMeta, Term,
+};

@@ -26,7 +26,7 @@ pub struct Message {
     pub body: MessageBody,
 }
 
-/// What a message says. Non-exhaustive: leadership transfer (TimeoutNow) arrives in a later version.
+/// What a message says. Non-exhaustive: later versions may add kinds.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MessageBody {
@@ -38,6 +38,9 @@ pub enum MessageBody {
     HeartbeatResponse(HeartbeatResponse),
     InstallSnapshot(InstallSnapshot),
     InstallSnapshotResponse(InstallSnapshotResponse),
+    /// The leader asks this follower to start an election at once (leadership transfer, dissertation
+    /// §3.10): it skips pre-vote, and its vote requests carry the transfer mark.
+    TimeoutNow,
 }
 
 /// RequestVote (§5.2), or its pre-vote twin (dissertation §9.6) which asks "would you vote for me?"
@@ -280,6 +283,7 @@ impl fmt::Display for Message {
             MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Stale { commit }) => {
                 write!(f, "snap stale commit={commit}")
             }
+            MessageBody::TimeoutNow => write!(f, "timeout now"),
         }
     }
 }

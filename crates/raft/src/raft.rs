@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError, StepError};
 use crate::log::Log;
+use crate::membership::LeadershipTransfer;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::quorum;
@@ -115,6 +116,8 @@ pub struct Raft {
     pub(crate) term_start_index: Index,
     /// Leader only: bytes of its own proposals not committed yet.
     pub(crate) uncommitted_bytes: usize,
+    /// Leader only: the leadership transfer under way, if any; proposals are refused meanwhile.
+    pub(crate) transfer: Option<LeadershipTransfer>,
     pub(crate) reads: ReadOnly,
     /// Messages ready to send.
     pub(crate) outbox: Vec<Message>,
@@ -196,6 +199,7 @@ impl Raft {
             peers: Vec::new(),
             term_start_index: 0,
             uncommitted_bytes: 0,
+            transfer: None,
             reads: ReadOnly::default(),
             outbox: Vec::new(),
             held: Vec::new(),
@@ -398,6 +402,10 @@ impl Raft {
                 self.note_leader_contact(from);
                 self.handle_snapshot_chunk(from, chunk);
             }
+            MessageBody::TimeoutNow => {
+                self.note_leader_contact(from);
+                self.handle_timeout_now();
+            }
             // Responses to requests of an earlier role in this term.
             _ => {}
         }
@@ -439,6 +447,11 @@ impl Raft {
     pub fn propose(&mut self, command: Bytes) -> Result<Index, ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader_hint: self.leader_id });
+        }
+        // Dissertation §3.10: during a transfer the leader stops accepting proposals, or it could keep
+        // the target from ever catching up.
+        if let Some(transfer) = self.transfer {
+            return Err(ProposeError::LeadershipTransferInProgress { target: transfer.target });
         }
         let size = Entry::size_bytes_of_command(command.len());
         if self.uncommitted_bytes > 0 && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes {
@@ -483,11 +496,9 @@ impl Raft {
         self.leader_id = Some(self.id);
         self.ticks_since_leader_contact = 0;
         let next_index = self.log.last_index() + 1;
-        for id in self.configuration.members() {
-            self.progress.insert(id, Progress::new(next_index));
-        }
-        self.peers = self.progress.keys().copied().filter(|&id| id != self.id).collect();
-        let own = self.progress.entry(self.id).or_insert_with(|| Progress::new(next_index));
+        self.progress.insert(self.id, Progress::new(next_index));
+        self.sync_progress_with_configuration();
+        let own = self.progress.get_mut(&self.id).expect("the leader tracks itself");
         own.match_index = self.log.persisted_index();
         own.become_replicate();
         // §8: a new leader appends a no-op of its term at once, so that it can commit the entries of
@@ -511,6 +522,7 @@ impl Raft {
         self.progress.clear();
         self.peers.clear();
         self.uncommitted_bytes = 0;
+        self.transfer = None;
         self.term_start_index = 0;
         self.reads.fail_all(crate::error::ReadIndexError::SteppedDown);
     }
@@ -520,9 +532,15 @@ impl Raft {
         self.randomized_election_timeout = min + self.rng.next_u64() % min;
     }
 
-    /// True if this node may start elections: it votes in the current configuration.
+    /// True if this node may start elections: it votes in the current configuration — or the
+    /// configuration leaves it out but is not known committed. Such a server (a leader that removed
+    /// itself and lost its leadership, say) may hold the only copy of C_new, and so the longest log: the
+    /// others would refuse it their votes while it could not campaign, and a small C_old could then
+    /// elect nobody. It campaigns counted by C_new alone, leads without counting itself, and steps down
+    /// once C_new is committed (§6), like any leader outside its configuration.
     pub(crate) fn is_promotable(&self) -> bool {
         quorum::is_voter(&self.configuration, self.id)
+            || (self.configuration_index > self.commit && !self.configuration.voters.is_empty())
     }
 
     /// Recomputes the configuration in force from the log (the latest configuration entry) or the
@@ -774,10 +792,17 @@ impl Raft {
                     "{self}: {id} has a transfer exactly in the snapshot state ({pr})"
                 );
             }
+            let members = self.configuration.members();
+            debug_assert!(
+                self.progress.keys().all(|id| *id == self.id || members.contains(id))
+                    && members.iter().all(|id| self.progress.contains_key(id)),
+                "{self}: progress is tracked for exactly the members {members:?}"
+            );
             let own = self.progress.get(&self.id).map_or(0, |pr| pr.match_index);
             debug_assert!(own <= self.log.persisted_index(), "{self}: counts undurable entries for itself");
         } else {
             debug_assert!(self.progress.is_empty(), "{self}: only a leader tracks progress");
+            debug_assert!(self.transfer.is_none(), "{self}: only a leader transfers leadership");
         }
     }
 }

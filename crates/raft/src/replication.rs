@@ -115,6 +115,7 @@ impl Raft {
                 if updated {
                     self.maybe_commit();
                 }
+                self.maybe_send_timeout_now(from);
             }
             AppendResponse::Rejected { rejected_prev_index, hint_index, hint_term, .. } => {
                 // Jump over every entry that cannot match: the largest index in the leader's log at or below
@@ -141,6 +142,7 @@ impl Raft {
         pr.on_heartbeat_response();
         self.reads.record_ack(from, response.read_round);
         self.maybe_confirm_reads();
+        self.maybe_send_timeout_now(from);
     }
 
     /// §5.3–5.4.2: the commit index is the highest index stored on a majority — the leader counting itself
@@ -163,6 +165,7 @@ impl Raft {
         self.commit_to(majority_index);
         self.release_uncommitted_bytes(old_commit);
         self.maybe_confirm_reads();
+        self.maybe_finish_conf_change();
         true
     }
 

@@ -101,6 +101,18 @@ impl Configuration {
         Configuration { voters: voters.into_iter().collect(), ..Default::default() }
     }
 
+    /// A simple configuration of the given voters and learners.
+    pub fn with_members(
+        voters: impl IntoIterator<Item = NodeId>,
+        learners: impl IntoIterator<Item = NodeId>,
+    ) -> Self {
+        Configuration {
+            voters: voters.into_iter().collect(),
+            learners: learners.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
     /// True while a joint change C_old,new is in progress.
     pub fn is_joint(&self) -> bool {
         !self.outgoing_voters.is_empty()
@@ -111,8 +123,75 @@ impl Configuration {
         self.voters.iter().chain(&self.outgoing_voters).chain(&self.learners).copied().collect()
     }
 
+    /// True if `id` is a member in any role (voter of either half, or learner).
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.outgoing_voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// The configuration a joint one is heading for (C_new of C_old,new): its incoming voters and its
+    /// learners. A simple configuration is its own target.
+    pub fn target(&self) -> Configuration {
+        Configuration {
+            voters: self.voters.clone(),
+            outgoing_voters: BTreeSet::new(),
+            learners: self.learners.clone(),
+        }
+    }
+
     fn member_count(&self) -> usize {
         self.voters.len() + self.outgoing_voters.len() + self.learners.len()
+    }
+}
+
+impl fmt::Display for Configuration {
+    /// Compact form for logs and status: `voters=[1,2,3] learners=[4]`, with `outgoing=[..]` while joint.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |set: &BTreeSet<NodeId>| set.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+        write!(f, "voters=[{}]", list(&self.voters))?;
+        if self.is_joint() {
+            write!(f, " outgoing=[{}]", list(&self.outgoing_voters))?;
+        }
+        if !self.learners.is_empty() {
+            write!(f, " learners=[{}]", list(&self.learners))?;
+        }
+        Ok(())
+    }
+}
+
+/// One membership change, as a leader's caller asks for it ([`crate::Raft::propose_conf_change`]). Every
+/// change that alters the voters goes through the joint configuration C_old,new (dissertation §4.3); one
+/// that only adds or removes learners is appended directly (learners never count, so no quorum changes).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ConfChange {
+    /// Add a non-voting member that receives the log and snapshots (dissertation §4.2.1: a new server
+    /// catches up before it counts).
+    AddLearner(NodeId),
+    /// Make a learner a voter. Refused until the learner has stored the configuration in force, and
+    /// while it is more than [`crate::Config::max_promotion_lag_entries`] behind the leader's log.
+    PromoteLearner(NodeId),
+    /// Remove a voter or a learner (possibly the leader itself: it then manages the change to its end
+    /// and steps down once C_new is committed, §6).
+    RemoveMember(NodeId),
+    /// Go to exactly these voters and learners in one joint change (grow 3→5, replace several servers at
+    /// once). Every new voter must already be a learner that has caught up; anyone left out is removed.
+    Target { voters: BTreeSet<NodeId>, learners: BTreeSet<NodeId> },
+}
+
+impl fmt::Display for ConfChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfChange::AddLearner(id) => write!(f, "add learner {id}"),
+            ConfChange::PromoteLearner(id) => write!(f, "promote {id}"),
+            ConfChange::RemoveMember(id) => write!(f, "remove {id}"),
+            ConfChange::Target { voters, learners } => {
+                let target = Configuration {
+                    voters: voters.clone(),
+                    learners: learners.clone(),
+                    ..Default::default()
+                };
+                write!(f, "go to {target}")
+            }
+        }
     }
 }
 

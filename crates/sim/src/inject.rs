@@ -19,16 +19,19 @@ pub enum InjectedBug {
     /// The state machine applies a retried command of a session again instead of answering it from the
     /// session's reply cache (dissertation §6.3).
     ApplyRetriesTwice,
+    /// The core changes the voters in one step, without the joint configuration (dissertation §4.3).
+    SkipJointConsensus,
 }
 
 impl InjectedBug {
     /// Every switch, in the order of issue 4.
-    pub const ALL: [InjectedBug; 5] = [
+    pub const ALL: [InjectedBug; 6] = [
         InjectedBug::DoubleVote,
         InjectedBug::CommitOldTermByCounting,
         InjectedBug::AckBeforePersist,
         InjectedBug::StaleLeaderRead,
         InjectedBug::ApplyRetriesTwice,
+        InjectedBug::SkipJointConsensus,
     ];
 
     /// The name `raftkv sim --inject-bug` takes.
@@ -39,6 +42,7 @@ impl InjectedBug {
             InjectedBug::AckBeforePersist => "ack-before-persist",
             InjectedBug::StaleLeaderRead => "stale-leader-read",
             InjectedBug::ApplyRetriesTwice => "apply-retries-twice",
+            InjectedBug::SkipJointConsensus => "skip-joint-consensus",
         }
     }
 
@@ -50,6 +54,7 @@ impl InjectedBug {
             InjectedBug::AckBeforePersist => Some(raft::InjectedBug::AckBeforePersist),
             InjectedBug::StaleLeaderRead => Some(raft::InjectedBug::StaleLeaderRead),
             InjectedBug::ApplyRetriesTwice => None,
+            InjectedBug::SkipJointConsensus => Some(raft::InjectedBug::SkipJointConsensus),
         }
     }
 }

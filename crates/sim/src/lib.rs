@@ -8,6 +8,7 @@ pub mod checks;
 pub mod history;
 #[cfg(feature = "inject-bugs")]
 pub mod inject;
+pub mod membership;
 pub mod nemesis;
 pub mod network;
 pub mod runner;

@@ -325,6 +325,63 @@ impl Scenario {
         }
     }
 
+    // ----- Membership ---------------------------------------------------------------------------------
+
+    /// The configuration in force on `id`, if it runs.
+    pub fn configuration_of(&self, id: NodeId) -> Option<raft::Configuration> {
+        self.raft(id).map(|raft| raft.configuration().clone())
+    }
+
+    /// Asks `id` (which should lead) to change the membership; `None` if it is not running.
+    pub fn propose_conf_change(
+        &mut self,
+        id: NodeId,
+        change: raft::ConfChange,
+    ) -> Option<Result<Index, raft::ConfChangeError>> {
+        let result = self.world.propose_conf_change(id, change);
+        self.checked(result)
+    }
+
+    /// Asks `id` (which should lead) to hand leadership to `target`; `None` if it is not running.
+    pub fn transfer_leadership(
+        &mut self,
+        id: NodeId,
+        target: NodeId,
+    ) -> Option<Result<(), raft::TransferError>> {
+        let result = self.world.transfer_leadership(id, target);
+        self.checked(result)
+    }
+
+    /// Applies `change` through whoever leads, retrying refusals (no leader yet, a change in progress, a
+    /// learner still catching up) for up to `max_ms`, until a leader runs the configuration it leads to,
+    /// committed. Returns that configuration.
+    #[track_caller]
+    pub fn change_membership(&mut self, change: raft::ConfChange, max_ms: u64) -> raft::Configuration {
+        let deadline = self.now_ms() + max_ms;
+        let mut target = None;
+        while self.now_ms() < deadline {
+            if let Some(leader) = self.leader() {
+                let raft = self.raft(leader).expect("a leader runs");
+                let (current, busy) = (raft.configuration().clone(), raft.conf_change_in_progress());
+                if let Some(target) = &target {
+                    if &current == target && !busy {
+                        return current;
+                    }
+                } else if !busy {
+                    match raft::target_of(&current, &change) {
+                        Ok(next) => target = Some(next),
+                        Err(error) => self.fail(format!("change {change} refused: {error}")),
+                    }
+                }
+                if !busy && target.as_ref() != Some(&current) {
+                    let _ = self.propose_conf_change(leader, change.clone());
+                }
+            }
+            self.run_ms(50);
+        }
+        self.fail(format!("change {change} not done within {max_ms} ms (target {target:?})"))
+    }
+
     // ----- Network and crashes ------------------------------------------------------------------------
 
     pub fn is_connected(&self, id: NodeId) -> bool {

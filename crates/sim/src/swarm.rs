@@ -73,6 +73,11 @@ pub struct FaultSettings {
     /// simulated snapshot, so one chunk carries it); scenarios lower it to stream a snapshot in many
     /// chunks and stop a transfer in the middle.
     pub snapshot_chunk_bytes: usize,
+    /// How often the cluster's membership changes (0: never; 1: a new target configuration or a
+    /// leadership transfer every [`crate::membership::MIN_MEAN_CHANGE_GAP_US`] on average). With it on,
+    /// the cluster may start smaller than the simulated nodes, and the liveness phase must end in a
+    /// configuration drawn for it.
+    pub membership_changes: f64,
 }
 
 /// A crashed new leader dies at most this long after taking office: three ticks, a few heartbeats.
@@ -126,6 +131,8 @@ impl FaultSettings {
             // Drawn last for the same reason.
             snapshot_threshold_entries: Self::snapshot_threshold(draw_level(&mut rng)),
             snapshot_chunk_bytes: Self::DEFAULT_SNAPSHOT_CHUNK_BYTES,
+            // Drawn last for the same reason: with it off, a seed runs exactly as before it existed.
+            membership_changes: draw_level(&mut rng),
         }
     }
 
@@ -156,6 +163,7 @@ impl FaultSettings {
             leader_crash: 0.0,
             snapshot_threshold_entries: 0,
             snapshot_chunk_bytes: Self::DEFAULT_SNAPSHOT_CHUNK_BYTES,
+            membership_changes: 0.0,
         }
     }
 }
@@ -166,7 +174,7 @@ impl fmt::Display for FaultSettings {
             f,
             "loss={:.3} dup={:.3} late={:.3} delay_mean={}us partition/ms={:.5} clog/ms={:.5} \
              crash/ms={:.5} pause/ms={:.5} drift={:.3} disk_loss={:.2} disk_torn={:.2} batch={} \
-             leader_crash={:.2} snapshot_every={}",
+             leader_crash={:.2} snapshot_every={} membership={:.2}",
             self.message_loss,
             self.message_duplication,
             self.message_late,
@@ -180,7 +188,8 @@ impl fmt::Display for FaultSettings {
             self.disk_torn_page,
             self.max_entries_per_message,
             self.leader_crash,
-            self.snapshot_threshold_entries
+            self.snapshot_threshold_entries,
+            self.membership_changes
         )
     }
 }
@@ -195,7 +204,7 @@ mod tests {
         const SEEDS: u64 = 2_000;
         let all: Vec<FaultSettings> = (0..SEEDS).map(FaultSettings::draw).collect();
         type FaultClass = (&'static str, fn(&FaultSettings) -> f64, f64);
-        let classes: [FaultClass; 12] = [
+        let classes: [FaultClass; 13] = [
             ("loss", |s| s.message_loss, FaultSettings::MAX_MESSAGE_LOSS),
             ("dup", |s| s.message_duplication, FaultSettings::MAX_MESSAGE_DUPLICATION),
             ("late", |s| s.message_late, FaultSettings::MAX_MESSAGE_LATE),
@@ -208,6 +217,7 @@ mod tests {
             ("disk_loss", |s| s.disk_page_loss, FaultSettings::MAX_DISK_PAGE_LOSS),
             ("disk_torn", |s| s.disk_torn_page, FaultSettings::MAX_DISK_TORN_PAGE),
             ("leader_crash", |s| s.leader_crash, FaultSettings::MAX_LEADER_CRASH),
+            ("membership", |s| s.membership_changes, 1.0),
         ];
         for (name, level, max) in classes {
             let off = all.iter().filter(|s| level(s) == 0.0).count() as u64;

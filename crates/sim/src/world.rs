@@ -20,6 +20,7 @@ use storage::{CrashModel, SimDisk};
 
 use crate::checks::{chain, Check, EntryDigest, SafetyChecker, Violation};
 use crate::history;
+use crate::membership::{LeaderView, MembershipAction, MembershipDriver};
 use crate::nemesis::{FaultAction, Nemesis};
 use crate::network::{Delivery, Network, SendOutcome, TimeUs};
 use crate::seed::{derive_rng, derive_seed};
@@ -110,6 +111,8 @@ pub struct World {
     snapshot_installs: [u64; 2],
     /// 0 in the safety phase, 1 once healed.
     phase: usize,
+    /// Random membership changes, when the swarm drew that class.
+    membership: Option<MembershipDriver>,
 }
 
 /// Client tokens at or above this are liveness probes, not history operations.
@@ -170,6 +173,11 @@ impl World {
             })
             .collect();
         let network = Network::new(&settings, derive_rng(config.seed, "network", 0));
+        let membership = MembershipDriver::new(
+            settings.membership_changes,
+            ids.clone(),
+            derive_rng(config.seed, "membership", 0),
+        );
         let nemesis = Nemesis::new(&settings, ids.clone(), derive_rng(config.seed, "nemesis", 0), 0);
         let workload = Workload::new(
             derive_rng(config.seed, "clients", 0),
@@ -198,6 +206,7 @@ impl World {
             applied_entries: None,
             snapshot_installs: [0, 0],
             phase: 0,
+            membership,
         };
         world.trace.record(
             0,
@@ -207,8 +216,12 @@ impl World {
                 settings: settings.to_string(),
             },
         );
+        // The founding voters; with membership changes on, the others start with an empty configuration
+        // and wait to be added, like servers started to join a running cluster.
+        let founders = world.membership.as_ref().map_or(ids.clone(), |m| m.initial_voters().to_vec());
         for &id in &ids {
-            crate::boot::bootstrap(&world.nodes[id as usize - 1].disk, CLUSTER_ID, id, &ids);
+            let voters: &[NodeId] = if founders.contains(&id) { &founders } else { &[] };
+            crate::boot::bootstrap(&world.nodes[id as usize - 1].disk, CLUSTER_ID, id, voters);
         }
         world
     }
@@ -284,6 +297,44 @@ impl World {
         self.workload.is_quiet()
     }
 
+    /// Asks node `id` to change the membership; `None` if it is not running.
+    pub(crate) fn propose_conf_change(
+        &mut self,
+        id: NodeId,
+        change: raft::ConfChange,
+    ) -> Result<Option<Result<raft::Index, raft::ConfChangeError>>, Violation> {
+        let index = id as usize - 1;
+        let Some(node) = self.nodes[index].running() else { return Ok(None) };
+        let (outcome, result) = match node.propose_conf_change(change.clone()) {
+            Ok(outcome) => (Some(outcome), Ok(())),
+            Err(error) => (None, Err(error)),
+        };
+        self.trace.record(
+            self.now,
+            TraceEvent::Fault { fault: format!("membership: node {id} {change}: {outcome:?}") },
+        );
+        self.after_input(index, result)?;
+        Ok(outcome)
+    }
+
+    /// Asks node `id` to hand leadership to `target`; `None` if it is not running.
+    pub(crate) fn transfer_leadership(
+        &mut self,
+        id: NodeId,
+        target: NodeId,
+    ) -> Result<Option<Result<(), raft::TransferError>>, Violation> {
+        let index = id as usize - 1;
+        let Some(node) = self.nodes[index].running() else { return Ok(None) };
+        let (outcome, result) = match node.transfer_leadership(target) {
+            Ok(outcome) => (Some(outcome), Ok(())),
+            Err(error) => (None, Err(error)),
+        };
+        let fault = format!("membership: node {id} transfer leadership to {target}: {outcome:?}");
+        self.trace.record(self.now, TraceEvent::Fault { fault });
+        self.after_input(index, result)?;
+        Ok(outcome)
+    }
+
     pub(crate) fn check_client_history(&self) -> Result<usize, Violation> {
         history::check_linearizable(&self.workload.history).map(|()| self.workload.history.len())
     }
@@ -337,6 +388,20 @@ impl World {
             self.apply_fault(action)?;
         }
         let deadline = self.now + LIVENESS_BOUND_TICKS * TICK_US;
+        if let Some(target) = self.membership.as_mut().map(|m| m.final_target()) {
+            self.trace
+                .record(self.now, TraceEvent::Fault { fault: format!("membership: final target {target}") });
+            self.run_until(deadline, |world| world.reached_target())?;
+            if !self.reached_target() {
+                return Err(Violation {
+                    check: Check::Liveness,
+                    detail: format!(
+                        "{LIVENESS_BOUND_TICKS} ticks after healing, the cluster has not reached the intended \
+                         configuration {target}"
+                    ),
+                });
+            }
+        }
         self.run_until(deadline, |world| world.workload.is_quiet())?;
         self.probe_liveness(deadline)?;
         history::check_linearizable(&self.workload.history)
@@ -345,7 +410,9 @@ impl World {
     /// After healing: a leader, a write answered OK through every node, and every node caught up.
     fn probe_liveness(&mut self, deadline: TimeUs) -> Result<(), Violation> {
         let count = self.nodes.len();
-        let mut answered_ok = vec![false; count];
+        // Only members of the final configuration are asked (a removed node knows no leader).
+        let members = self.final_members();
+        let mut answered_ok: Vec<bool> = (0..count).map(|index| !members.contains(&index)).collect();
         // Bounded by the deadline: each round waits up to one election timeout for answers.
         while self.now < deadline && !(answered_ok.iter().all(|&ok| ok) && self.converged()) {
             self.probe_outcomes.clear();
@@ -397,9 +464,68 @@ impl World {
     }
 
     fn converged(&self) -> bool {
-        let applied: Vec<raft::Index> =
-            self.nodes.iter().filter_map(|n| n.inner().map(|i| i.applied_index())).collect();
-        applied.len() == self.nodes.len() && applied.windows(2).all(|w| w[0] == w[1])
+        let members = self.final_members();
+        let applied: Vec<raft::Index> = members
+            .iter()
+            .filter_map(|&index| self.nodes[index].inner().map(|i| i.applied_index()))
+            .collect();
+        applied.len() == members.len() && applied.windows(2).all(|w| w[0] == w[1])
+    }
+
+    /// Indices of the nodes the liveness phase expects to serve: the final configuration's members, or
+    /// every node when membership never changes.
+    fn final_members(&self) -> Vec<usize> {
+        match self.membership.as_ref().and_then(|m| m.target()) {
+            Some(target) => target.members().into_iter().map(|id| id as usize - 1).collect(),
+            None => (0..self.nodes.len()).collect(),
+        }
+    }
+
+    /// True once a leader runs the membership driver's target configuration, committed.
+    fn reached_target(&self) -> bool {
+        let Some(target) = self.membership.as_ref().and_then(|m| m.target()) else { return true };
+        self.leader_index().is_some_and(|index| {
+            let raft = self.nodes[index].inner().expect("the leader runs").raft();
+            raft.configuration() == target && !raft.conf_change_in_progress()
+        })
+    }
+
+    /// The running node that leads in the highest term, if any.
+    fn leader_index(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&index| self.nodes[index].is_running())
+            .filter_map(|index| {
+                let raft = self.nodes[index].inner()?.raft();
+                (raft.role() == raft::Role::Leader).then_some((raft.term(), index))
+            })
+            .max()
+            .map(|(_, index)| index)
+    }
+
+    /// Asks the leader for whatever membership change or transfer the driver wants now.
+    fn drive_membership(&mut self) -> Result<(), Violation> {
+        let due = self.membership.as_ref().and_then(|m| m.next_event_at()).is_some_and(|at| at <= self.now);
+        if !due {
+            return Ok(());
+        }
+        let leader = self.leader_index();
+        let view = leader.map(|index| {
+            let raft = self.nodes[index].inner().expect("the leader runs").raft();
+            LeaderView {
+                id: raft.id(),
+                configuration: raft.configuration(),
+                change_in_progress: raft.conf_change_in_progress(),
+            }
+        });
+        let actions = self.membership.as_mut().expect("due").poll(self.now, view);
+        let Some(id) = leader.map(|index| index as NodeId + 1) else { return Ok(()) };
+        for action in actions {
+            match action {
+                MembershipAction::Change(change) => self.propose_conf_change(id, change)?.map(|_| ()),
+                MembershipAction::TransferLeadership(to) => self.transfer_leadership(id, to)?.map(|_| ()),
+            };
+        }
+        Ok(())
     }
 
     /// Advances time until `until`, or until `done` holds, processing every event in order.
@@ -424,11 +550,17 @@ impl World {
 
     fn next_event_at(&self) -> Option<TimeUs> {
         let ticks = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.next_tick_at);
-        [self.network.next_delivery_at(), self.nemesis.next_event_at(), self.workload.next_event_at()]
-            .into_iter()
-            .flatten()
-            .chain(ticks)
-            .min()
+        let membership = self.membership.as_ref().and_then(|m| m.next_event_at());
+        [
+            self.network.next_delivery_at(),
+            self.nemesis.next_event_at(),
+            self.workload.next_event_at(),
+            membership,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(ticks)
+        .min()
     }
 
     /// Everything due at `self.now`: faults first, then deliveries, ticks and clients.
@@ -482,7 +614,7 @@ impl World {
                 history::command_of(&self.workload.history[history_index]),
             )?;
         }
-        Ok(())
+        self.drive_membership()
     }
 
     /// Hands a client command to a node: queued if it is paused, refused at once if it is down (the

@@ -155,3 +155,26 @@ fn serving_a_read_on_a_deposed_leader_is_caught() {
 fn applying_a_retried_command_twice_is_caught() {
     assert_caught(InjectedBug::ApplyRetriesTwice, 5, &[Check::Linearizability]);
 }
+
+/// A change of voters applied in one step, C_old straight to C_new (dissertation §4.3): for a while some
+/// servers decide by C_old and others by C_new, and a majority of each can be disjoint (three voters
+/// {1, 2, 3} replaced by {1, 4, 5}: {2, 3} and {4, 5}), so two leaders win the same term or a commit of
+/// one side is lost to the other. The swarm's membership class draws such changes (replacing a majority,
+/// growing 3→5, shrinking 5→3) under every other fault. Seeds whose settings have the class off cannot
+/// catch it and simply pass.
+#[test]
+fn changing_voters_without_the_joint_phase_is_caught() {
+    assert_caught_skipping(
+        InjectedBug::SkipJointConsensus,
+        5,
+        DEFAULT_TICKS,
+        &[
+            Check::ElectionSafety,
+            Check::LeaderCompleteness,
+            Check::StateMachineSafety,
+            Check::LogMatching,
+            Check::Linearizability,
+        ],
+        &[Check::Liveness],
+    );
+}

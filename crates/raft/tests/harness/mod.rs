@@ -126,6 +126,27 @@ pub struct Node {
     pub installed: Vec<SnapshotMeta>,
 }
 
+impl Node {
+    fn fresh(raft: Raft, config: Config, storage: MemStorage) -> Node {
+        Node {
+            raft,
+            config,
+            storage,
+            applied: Vec::new(),
+            read_states: Vec::new(),
+            failed_reads: Vec::new(),
+            pending_writes: VecDeque::new(),
+            async_persist: false,
+            receiving: None,
+            hold_received: false,
+            received: None,
+            hold_reads: false,
+            reads: Vec::new(),
+            installed: Vec::new(),
+        }
+    }
+}
+
 pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node>,
     /// Messages sent and not yet delivered, oldest first.
@@ -183,23 +204,7 @@ impl Cluster {
                 snapshot_files: BTreeMap::new(),
             };
             let raft = Raft::new(config.clone(), storage.restored()).expect("valid config");
-            let node = Node {
-                raft,
-                config,
-                storage,
-                applied: Vec::new(),
-                read_states: Vec::new(),
-                failed_reads: Vec::new(),
-                pending_writes: VecDeque::new(),
-                async_persist: false,
-                receiving: None,
-                hold_received: false,
-                received: None,
-                hold_reads: false,
-                reads: Vec::new(),
-                installed: Vec::new(),
-            };
-            nodes.insert(*id, node);
+            nodes.insert(*id, Node::fresh(raft, config, storage));
         }
         Cluster {
             nodes,
@@ -211,6 +216,15 @@ impl Cluster {
             trace: String::new(),
             trace_enabled: false,
         }
+    }
+
+    /// Adds node `id` with an empty data directory: no configuration, so it never campaigns or votes
+    /// until a leader adds it and sends it the log (dissertation §4.1).
+    pub fn add_spare(&mut self, id: NodeId) {
+        let config = config(id);
+        let storage = MemStorage::default();
+        let raft = Raft::new(config.clone(), storage.restored()).expect("valid config");
+        self.nodes.insert(id, Node::fresh(raft, config, storage));
     }
 
     pub fn raft(&self, id: NodeId) -> &Raft {
