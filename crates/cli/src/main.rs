@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench_disk;
 mod check;
 mod local;
+mod member;
 mod serve;
 mod sim;
 mod status;
@@ -34,6 +35,11 @@ enum Command {
     Local(local::LocalArgs),
     /// Print a table of every node: id, address, role, term, commit, applied, lag.
     Status(status::StatusArgs),
+    /// Show or change the cluster's members: list, add ID ADDRS [--learner], promote ID, remove ID
+    /// (against any node; followers forward to the leader).
+    Member(member::MemberArgs),
+    /// Hand leadership to another voter (against any node).
+    TransferLeader(member::TransferArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Local(args) => local::run(args),
         Command::Status(args) => status::run(args),
+        Command::Member(args) => member::run_member(args),
+        Command::TransferLeader(args) => member::run_transfer(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Trace(args) => trace::run(args),

@@ -17,6 +17,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::cluster_admin::ClusterAdmin;
 use crate::info;
 use crate::metrics::Metrics;
 use crate::node_loop::{NodeHandle, SHUTTING_DOWN};
@@ -33,6 +34,8 @@ pub struct ClientApi {
     pub info: Arc<info::StaticInfo>,
     pub connections: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// Runs `RAFT.MEMBER` and `RAFT.TRANSFER-LEADER`.
+    pub cluster: ClusterAdmin,
     next_client_id: AtomicU64,
 }
 
@@ -43,6 +46,7 @@ impl ClientApi {
         info: Arc<info::StaticInfo>,
         max_connections: usize,
         metrics: Arc<Metrics>,
+        cluster: ClusterAdmin,
     ) -> Self {
         ClientApi {
             node,
@@ -50,6 +54,7 @@ impl ClientApi {
             info,
             connections: Arc::new(Semaphore::new(max_connections)),
             metrics,
+            cluster,
             next_client_id: AtomicU64::new(1),
         }
     }
@@ -155,6 +160,15 @@ async fn serve_client(stream: TcpStream, api: &ClientApi) -> std::io::Result<()>
                 }
                 resp::Action::Info { section } => {
                     Pending::Known(info_reply(api, section.as_deref()).await, version, false)
+                }
+                // A change may take seconds: run it on its own task, answered in order like any reply.
+                resp::Action::Cluster { argv } => {
+                    let (reply, receiver) = oneshot::channel();
+                    let cluster = api.cluster.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(cluster.execute(&argv).await);
+                    });
+                    Pending::Waiting(receiver, version)
                 }
             };
             if fifo.send(Queued(pending, command)).await.is_err() {

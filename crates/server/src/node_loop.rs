@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kv::{Command, Reply};
 use node::{ClientToken, Consistency, Node, NodeTiming, PeerMessage};
-use raft::{Configuration, NodeId, Raft, RestoredState, Role};
+use raft::{ConfChange, ConfChangeError, Configuration, NodeId, Raft, RestoredState, Role, TransferError};
 use storage::{FileDisk, Storage, StorageOptions};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::address_book::AddressBook;
 use crate::config::ServerConfig;
 use crate::metered_disk::MeteredDisk;
 use crate::metrics::Metrics;
@@ -39,6 +40,17 @@ pub enum Event {
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// A membership change, for the core of this node (which must lead; see
+    /// [`raft::Raft::propose_conf_change`]). The reply is the configuration entry's index.
+    ConfChange {
+        change: ConfChange,
+        reply: oneshot::Sender<Result<u64, ConfChangeError>>,
+    },
+    /// Hand leadership to `target` ([`raft::Raft::transfer_leadership`]).
+    TransferLeadership {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), TransferError>>,
+    },
     /// Fail every pending request and stop (graceful shutdown).
     Shutdown,
 }
@@ -58,8 +70,17 @@ pub struct NodeStatus {
     pub last_index: u64,
     /// The index the log starts after (the latest snapshot's; 0 while nothing was ever compacted).
     pub snapshot_index: u64,
+    /// The voters of the configuration in force (of C_new while a joint change is in progress).
     pub voters: Vec<NodeId>,
+    /// While a joint change is in progress: the voters of C_old (empty otherwise).
+    pub outgoing_voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// The log index of the entry the configuration in force came from (0: the bootstrap's).
+    pub configuration_index: u64,
+    /// True while a membership change is under way (its entry uncommitted, or still joint).
+    pub conf_change_in_progress: bool,
+    /// On a leader handing over leadership: to whom.
+    pub transfer_target: Option<NodeId>,
     /// On the leader: every follower's replication progress.
     pub followers: Vec<FollowerStatus>,
     pub keys: usize,
@@ -118,6 +139,20 @@ impl NodeHandle {
 
     pub async fn peer_message(&self, from: NodeId, message: PeerMessage) -> bool {
         self.events.send(Event::Peer { from, message }).await.is_ok()
+    }
+
+    /// Asks this node's core for a membership change; `None` if the node loop is gone.
+    pub async fn conf_change(&self, change: ConfChange) -> Option<Result<u64, ConfChangeError>> {
+        let (reply, receiver) = oneshot::channel();
+        self.events.send(Event::ConfChange { change, reply }).await.ok()?;
+        receiver.await.ok()
+    }
+
+    /// Asks this node's core to hand leadership to `target`; `None` if the node loop is gone.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Option<Result<(), TransferError>> {
+        let (reply, receiver) = oneshot::channel();
+        self.events.send(Event::TransferLeadership { target, reply }).await.ok()?;
+        receiver.await.ok()
     }
 
     pub async fn shutdown(&self) {
@@ -220,7 +255,7 @@ pub struct NodeLoop {
 }
 
 /// Starts the node loop thread and its tick timer.
-pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration) -> NodeLoop {
+pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration, book: Arc<AddressBook>) -> NodeLoop {
     let (events, receiver) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let (stopped_tx, stopped) = oneshot::channel();
     let ticker = events.clone();
@@ -231,7 +266,7 @@ pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration) -> NodeLoop {
     std::thread::Builder::new()
         .name("raftkv-node".into())
         .spawn(move || {
-            let result = run(node, incarnation, receiver);
+            let result = run(node, incarnation, receiver, book);
             if let Err(error) = &result {
                 tracing::error!(%error, "the node loop stopped");
             }
@@ -270,7 +305,15 @@ struct LoopState {
     last_role: (Role, u64, Option<NodeId>),
     elections: ElectionWatch,
     metrics: Arc<Metrics>,
+    /// Every member's addresses; refreshed from the state machine, and the source of the transport's peers.
+    book: Arc<AddressBook>,
+    /// Ticks since the peers were last matched to the configuration.
+    ticks_since_peer_sync: u64,
 }
+
+/// How often (in ticks) the node loop refreshes the address book and matches the transport's peers to
+/// the configuration: cheap (a few map lookups), and 10 ticks is well inside an election timeout.
+const PEER_SYNC_INTERVAL_TICKS: u64 = 10;
 
 /// Whether the loop goes on after an event.
 enum Flow {
@@ -278,7 +321,12 @@ enum Flow {
     Stop,
 }
 
-fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>) -> Result<(), String> {
+fn run(
+    mut node: ServerNode,
+    incarnation: u64,
+    mut events: mpsc::Receiver<Event>,
+    book: Arc<AddressBook>,
+) -> Result<(), String> {
     let mut state = LoopState {
         incarnation,
         waiting: HashMap::new(),
@@ -287,7 +335,10 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
         last_role: (Role::Follower, 0, None),
         elections: ElectionWatch::new(node.raft()),
         metrics: node.observer().metrics.clone(),
+        book,
+        ticks_since_peer_sync: 0,
     };
+    crate::peer_sync::sync_peers(&mut node, &state.book);
     while let Some(first) = events.blocking_recv() {
         let batch_started = Instant::now();
         let mut event = Some(first);
@@ -330,7 +381,14 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
 /// Feeds one event to the node (inside a batch).
 fn handle_event(node: &mut ServerNode, state: &mut LoopState, event: Event) -> Result<Flow, node::NodeError> {
     match event {
-        Event::Tick => node.tick()?,
+        Event::Tick => {
+            node.tick()?;
+            state.ticks_since_peer_sync += 1;
+            if state.ticks_since_peer_sync >= PEER_SYNC_INTERVAL_TICKS {
+                state.ticks_since_peer_sync = 0;
+                crate::peer_sync::sync_peers(node, &state.book);
+            }
+        }
         Event::Peer { from, message } => {
             state.last_heard.insert(from, Instant::now());
             node.receive(from, message)?
@@ -343,6 +401,24 @@ fn handle_event(node: &mut ServerNode, state: &mut LoopState, event: Event) -> R
         }
         Event::Status { reply } => {
             let _ = reply.send(status_of(node, state));
+        }
+        Event::ConfChange { change, reply } => {
+            let result = node.propose_conf_change(change.clone())?;
+            match &result {
+                Ok(index) => tracing::info!(%change, index, "membership change proposed"),
+                Err(error) => tracing::info!(%change, %error, "membership change refused"),
+            }
+            // The configuration takes effect on append: reach an added member at once.
+            crate::peer_sync::sync_peers(node, &state.book);
+            let _ = reply.send(result);
+        }
+        Event::TransferLeadership { target, reply } => {
+            let result = node.transfer_leadership(target)?;
+            match &result {
+                Ok(()) => tracing::info!(target, "leadership transfer started"),
+                Err(error) => tracing::info!(target, %error, "leadership transfer refused"),
+            }
+            let _ = reply.send(result);
         }
         Event::Shutdown => {
             let _ = node.end_batch();
@@ -422,12 +498,12 @@ fn status_of(node: &ServerNode, state: &LoopState) -> NodeStatus {
         applied_index: node.applied_index(),
         last_index: raft.last_index(),
         snapshot_index: raft.log().snapshot_boundary().0,
-        voters: configuration
-            .members()
-            .into_iter()
-            .filter(|id| !configuration.learners.contains(id))
-            .collect(),
+        voters: configuration.voters.iter().copied().collect(),
+        outgoing_voters: configuration.outgoing_voters.iter().copied().collect(),
         learners: configuration.learners.iter().copied().collect(),
+        configuration_index: raft.configuration_index(),
+        conf_change_in_progress: raft.conf_change_in_progress(),
+        transfer_target: raft.leadership_transfer_target(),
         followers,
         keys: node.state_machine().key_count(),
         pending_requests: node.pending_requests(),

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use crate::address_book::AddressBook;
 use crate::admin::{self, AdminState};
 use crate::client::{self, ClientApi};
+use crate::cluster_admin::ClusterAdmin;
 use crate::config::ServerConfig;
 use crate::info::StaticInfo;
 use crate::metrics::Metrics;
@@ -75,11 +77,12 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new(config.peers().map(|m| m.id)));
-    let peers = config.peers().map(|m| (m.id, m.peer_addr.clone()));
-    let queues = transport::start_outbound(config.cluster_id, config.node_id, peers, metrics.clone());
+    let book = Arc::new(AddressBook::new(config.members_as_advertised()));
+    // The node loop connects to the members of the configuration in force once it has read it.
+    let queues = transport::start_outbound(config.cluster_id, config.node_id, [], metrics.clone());
     let (node, incarnation) = node_loop::build_node(&config, queues, metrics.clone())?;
     let tick = Duration::from_millis(config.timing.tick_ms);
-    let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick);
+    let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick, book.clone());
 
     let peer_task = tokio::spawn(transport::run_listener(
         peer_listener,
@@ -94,7 +97,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         peer_addr: config.peer_advertise(),
         admin_addr: config.admin_advertise(),
         cluster_id: config.cluster_id,
-        members: config.members_as_advertised(),
+        book: book.clone(),
     });
     let admin_task = admin_listener.map(|listener| {
         let state = AdminState {
@@ -107,7 +110,19 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         tokio::spawn(admin::run(listener, Arc::new(state)))
     });
     let limits = resp::Limits { max_bulk_bytes: config.max_bulk_bytes, ..resp::Limits::default() };
-    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, config.max_client_connections, metrics));
+    let cluster = ClusterAdmin {
+        node: handle.clone(),
+        book: book.clone(),
+        election_timeout: Duration::from_millis(config.timing.election_timeout_ms),
+    };
+    let api = Arc::new(ClientApi::new(
+        handle.clone(),
+        limits,
+        info,
+        config.max_client_connections,
+        metrics,
+        cluster,
+    ));
     let client_task = tokio::spawn(client::run_listener(client_listener, api));
     tracing::info!(
         node_id = config.node_id,

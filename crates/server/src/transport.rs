@@ -30,26 +30,77 @@ const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The node's [`node::Transport`]: a bounded queue per peer, drained by that peer's connection task.
+/// The set of peers follows the configuration ([`PeerQueues::set_peers`]): a member added at run time
+/// gets a connection, a removed one loses it (dropping its queue ends its task).
 pub struct PeerQueues {
-    queues: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    queues: HashMap<NodeId, PeerLink>,
     dropped: u64,
     metrics: Arc<Metrics>,
+    cluster_id: u64,
+    own_id: NodeId,
+    /// The tokio runtime the connection tasks run on (the node loop calls in from its own thread).
+    runtime: tokio::runtime::Handle,
+}
+
+/// One peer's queue and the address its connection task dials.
+struct PeerLink {
+    addr: String,
+    sender: mpsc::Sender<PeerMessage>,
 }
 
 impl node::Transport for PeerQueues {
     fn send(&mut self, to: NodeId, message: PeerMessage) {
-        let Some(queue) = self.queues.get(&to) else {
+        let Some(link) = self.queues.get(&to) else {
             tracing::debug!(to, kind = message.kind(), "no address known for this node; message dropped");
             self.metrics.record_dropped(to, "no_address");
             return;
         };
-        if queue.try_send(message).is_err() {
+        if link.sender.try_send(message).is_err() {
             self.metrics.record_dropped(to, "queue_full");
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
                 tracing::warn!(to, dropped = self.dropped, "peer queue full; dropping messages");
             }
         }
+    }
+}
+
+impl PeerQueues {
+    /// Makes the peers exactly `peers` (id → peer address; this node's own id is ignored): starts a
+    /// connection to each new one or one whose address changed, and drops the others' queues (their
+    /// tasks end once the queue is drained and closed).
+    pub fn set_peers(&mut self, peers: &std::collections::BTreeMap<NodeId, String>) {
+        self.queues.retain(|id, link| {
+            let keep = peers.get(id) == Some(&link.addr);
+            if !keep {
+                tracing::info!(peer = id, addr = %link.addr, "no longer sending to this peer");
+            }
+            keep
+        });
+        for (&id, addr) in peers {
+            if id != self.own_id && !self.queues.contains_key(&id) {
+                tracing::info!(peer = id, %addr, "sending to a new peer");
+                self.connect(id, addr.clone());
+            }
+        }
+    }
+
+    /// The peers messages go to, with their addresses.
+    pub fn peers(&self) -> std::collections::BTreeMap<NodeId, String> {
+        self.queues.iter().map(|(&id, link)| (id, link.addr.clone())).collect()
+    }
+
+    fn connect(&mut self, id: NodeId, addr: String) {
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
+        let link = Link {
+            cluster_id: self.cluster_id,
+            own_id: self.own_id,
+            peer: id,
+            addr: addr.clone(),
+            metrics: self.metrics.clone(),
+        };
+        self.runtime.spawn(run_outbound(link, receiver));
+        self.queues.insert(id, PeerLink { addr, sender });
     }
 }
 
@@ -60,14 +111,16 @@ pub fn start_outbound(
     peers: impl IntoIterator<Item = (NodeId, String)>,
     metrics: Arc<Metrics>,
 ) -> PeerQueues {
-    let mut queues = HashMap::new();
-    for (id, addr) in peers {
-        let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
-        queues.insert(id, sender);
-        let link = Link { cluster_id, own_id, peer: id, addr, metrics: metrics.clone() };
-        tokio::spawn(run_outbound(link, receiver));
-    }
-    PeerQueues { queues, dropped: 0, metrics }
+    let mut queues = PeerQueues {
+        queues: HashMap::new(),
+        dropped: 0,
+        metrics,
+        cluster_id,
+        own_id,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    queues.set_peers(&peers.into_iter().collect());
+    queues
 }
 
 /// One outbound connection's fixed facts.

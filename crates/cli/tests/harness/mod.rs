@@ -157,6 +157,43 @@ impl Cluster {
         );
     }
 
+    /// Starts one more node with free ports and an empty data directory, not bootstrapped: it is not a
+    /// member and waits to be added. Its `--member` flags name every node so far, itself included.
+    pub fn add_node(&mut self) -> u64 {
+        let ports = free_ports(3);
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(NodeProcess {
+            id,
+            client_port: ports[0],
+            peer_port: ports[1],
+            admin_port: ports[2],
+            child: None,
+        });
+        self.start_node(id, false);
+        id
+    }
+
+    /// Node `id`'s addresses as `raftkv member add` takes them: `peer,client,admin`.
+    pub fn addrs(&self, id: u64) -> String {
+        let n = self.node(id);
+        format!("127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}", n.peer_port, n.client_port, n.admin_port)
+    }
+
+    /// Node `id`'s client address.
+    pub fn client_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.node(id).client_port)
+    }
+
+    /// The node among `ids` that says it leads, once every one of `ids` agrees (nodes outside `ids`, such
+    /// as removed members that keep running, are not asked).
+    pub fn leader_among(&self, ids: &[u64]) -> Option<u64> {
+        let leader =
+            ids.iter().copied().find(|&id| self.info_field(id, "role").as_deref() == Some("leader"))?;
+        let agreed =
+            ids.iter().all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
+        agreed.then_some(leader)
+    }
+
     /// kill -9.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.nodes[id as usize - 1].child.take() {

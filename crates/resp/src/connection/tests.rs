@@ -199,6 +199,7 @@ fn connection_commands_are_refused_inside_multi_and_doom_it() {
         &["READWRITE"],
         &["AUTH", "x"],
         &["UNWATCH"],
+        &["RAFT.MEMBER", "LIST"],
     ] {
         let mut c = connection();
         run(&mut c, &["MULTI"]);
@@ -565,4 +566,15 @@ fn connection_parse_resumes_and_survives_reset() {
     // The connection's own limits apply.
     let mut buf = BytesMut::from(&b"*4\r\n"[..]);
     assert_eq!(c.parse(&mut buf).unwrap_err(), ProtocolError::InvalidMultibulkLength);
+}
+
+#[test]
+fn cluster_commands_go_to_the_server_whole_in_any_case() {
+    let mut c = connection();
+    for words in [&["RAFT.MEMBER", "LIST"][..], &["raft.transfer-leader", "2"], &["Raft.Anything"]] {
+        let argv: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+        assert_eq!(run(&mut c, words), Action::Cluster { argv }, "{words:?}");
+    }
+    // The prefix alone is not a cluster command (nor anything else).
+    assert!(error_text(&mut c, &["RAFT."]).contains("unknown command"));
 }

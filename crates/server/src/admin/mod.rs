@@ -126,7 +126,8 @@ async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
     // Ask every configured member at once, before waiting for this node's own loop.
     let fetches: Vec<_> = state
         .info
-        .members
+        .book
+        .all()
         .iter()
         .filter(|member| member.id != own_id)
         .map(|member| (member.id, tokio::spawn(cluster::fetch_member(member.id, admin_addr(member.id)))))
@@ -136,7 +137,7 @@ async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
         Ok(status) => {
             // A member of the configuration in force that the flags do not name: nobody told this node
             // its admin address, so it shows as down with that reason.
-            for &id in status.voters.iter().chain(&status.learners) {
+            for &id in status.voters.iter().chain(&status.outgoing_voters).chain(&status.learners) {
                 if id != own_id && state.info.member(id).is_none() {
                     nodes.push(cluster::MemberState::down(
                         id,

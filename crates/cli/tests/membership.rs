@@ -1,0 +1,223 @@
+//! Membership changes on real processes, through the `raftkv member` and `raftkv transfer-leader`
+//! commands pointed at any node: a cluster grows from 3 to 5 while a client writes, leadership moves
+//! twice, two members (the leader among them) are removed and keep running without disturbing the rest,
+//! and a node that lost its disk is replaced by a new member — with every acknowledged write present.
+
+mod harness;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use harness::{wait_until, Cluster, LEADER_BOUND};
+use redis::Commands;
+
+/// Runs `raftkv ARGS --node ADDR`; returns stdout, or panics with stderr.
+fn raftkv(cluster: &Cluster, via: u64, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(args)
+        .args(["--node", &cluster.client_addr(via)])
+        .output()
+        .expect("running raftkv");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "raftkv {args:?} via node {via} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Keeps writing `key-i = i` through every node in turn until stopped; the keys whose write was
+/// acknowledged come back from `join`.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<u64>>,
+}
+
+impl Writer {
+    fn start(ports: Vec<u16>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut acknowledged = Vec::new();
+            let mut connections: Vec<Option<redis::Connection>> = ports.iter().map(|_| None).collect();
+            let mut i = 0u64;
+            // Bounded by the test's own steps; the count guards against a runaway loop.
+            while !stopping.load(Ordering::SeqCst) && i < 1_000_000 {
+                let slot = (i as usize) % ports.len();
+                i += 1;
+                if connections[slot].is_none() {
+                    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", ports[slot])).unwrap();
+                    connections[slot] = client.get_connection_with_timeout(Duration::from_millis(500)).ok();
+                    if let Some(c) = &connections[slot] {
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                    }
+                }
+                let Some(connection) = connections[slot].as_mut() else { continue };
+                match connection.set::<_, _, ()>(format!("key-{i}"), i) {
+                    Ok(()) => acknowledged.push(i),
+                    Err(_) => {
+                        connections[slot] = None;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+            acknowledged
+        });
+        Writer { stop, thread }
+    }
+
+    fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the writer thread")
+    }
+}
+
+fn assert_all_present(cluster: &Cluster, reader: u64, keys: &[u64]) {
+    let mut connection = cluster.connect(reader).unwrap();
+    for chunk in keys.chunks(200) {
+        let names: Vec<String> = chunk.iter().map(|i| format!("key-{i}")).collect();
+        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
+        for (i, value) in chunk.iter().zip(values) {
+            assert_eq!(value, Some(*i), "acknowledged key-{i} read through node {reader}");
+        }
+    }
+}
+
+fn voters_in_status(cluster: &Cluster, id: u64) -> Vec<u64> {
+    let status = cluster.status_json(id).expect("a /status answer");
+    let voters = status["configuration"]["voters"].as_array().expect("configuration.voters").clone();
+    voters.iter().map(|v| v.as_u64().unwrap()).collect()
+}
+
+fn term_of(cluster: &Cluster, id: u64) -> u64 {
+    cluster.info_field(id, "term").and_then(|t| t.parse().ok()).expect("a term")
+}
+
+#[test]
+fn grow_three_to_five_while_writing_transfer_twice_then_remove_two_and_lose_nothing() {
+    let mut cluster = Cluster::start("member-grow", 3);
+    let (four, five) = (cluster.add_node(), cluster.add_node());
+    let writer = Writer::start(cluster.nodes.iter().map(|n| n.client_port).collect());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Node 4 as a voter in one command (learner, then promoted once caught up), sent to a follower.
+    let leader = wait_for_leader_among(&cluster, &[1, 2, 3]);
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let added = raftkv(&cluster, follower, &["member", "add", "4", &cluster.addrs(four)]);
+    assert!(added.contains("node 4 is a voter"), "{added}");
+    // Node 5 as a learner, then promoted: both through node 4, the new member.
+    let added = raftkv(&cluster, four, &["member", "add", "5", &cluster.addrs(five), "--learner"]);
+    assert!(added.contains("node 5 added as a learner"), "{added}");
+    let list = raftkv(&cluster, 1, &["member", "list"]);
+    assert!(list.lines().any(|l| l.starts_with("5 learner")), "{list}");
+    let promoted = raftkv(&cluster, 1, &["member", "promote", "5"]);
+    assert!(promoted.contains("node 5 is a voter"), "{promoted}");
+    let everyone = [1, 2, 3, 4, 5];
+    wait_until(
+        LEADER_BOUND,
+        || everyone.iter().all(|&id| voters_in_status(&cluster, id) == everyone),
+        || "every node to see five voters".into(),
+    );
+    // A new member serves linearizable reads.
+    let _: () = cluster.connect(1).unwrap().set("grown", "yes").unwrap();
+    let value: Option<String> = cluster.connect(five).unwrap().get("grown").unwrap();
+    assert_eq!(value.as_deref(), Some("yes"));
+
+    // Leadership moves twice, asked through nodes that do not lead.
+    for target in [4, 5] {
+        let leader = wait_for_leader_among(&cluster, &everyone);
+        let target = if leader == target { 3 } else { target };
+        let via = everyone.iter().copied().find(|&id| id != leader && id != target).unwrap();
+        let moved = raftkv(&cluster, via, &["transfer-leader", &target.to_string()]);
+        assert!(moved.contains(&format!("node {target} leads")), "{moved}");
+        wait_until(
+            LEADER_BOUND,
+            || cluster.leader_among(&everyone) == Some(target),
+            || format!("every node to follow node {target}"),
+        );
+    }
+
+    // Remove the leader and node 1; both keep running.
+    let old_leader = wait_for_leader_among(&cluster, &everyone);
+    let via = if old_leader == 2 { 3 } else { 2 };
+    let removed = raftkv(&cluster, via, &["member", "remove", &old_leader.to_string()]);
+    assert!(removed.contains(&format!("node {old_leader} removed")), "{removed}");
+    let other = if old_leader == 1 { 2 } else { 1 };
+    let remaining: Vec<u64> =
+        everyone.iter().copied().filter(|&id| id != old_leader && id != other).collect();
+    let removed_second = raftkv(&cluster, remaining[0], &["member", "remove", &other.to_string()]);
+    assert!(removed_second.contains(&format!("node {other} removed")), "{removed_second}");
+    wait_until(
+        LEADER_BOUND,
+        || remaining.iter().all(|&id| voters_in_status(&cluster, id) == remaining),
+        || format!("the remaining nodes {remaining:?} to see only themselves as voters"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let acknowledged = writer.stop();
+    assert!(acknowledged.len() >= 50, "only {} writes acknowledged", acknowledged.len());
+
+    // The removed nodes keep running, yet the cluster's term stays put for several election timeouts.
+    let leader = wait_for_leader_among(&cluster, &remaining);
+    let term = term_of(&cluster, leader);
+    assert!(cluster.is_running(other) && cluster.is_running(old_leader));
+    std::thread::sleep(Duration::from_millis(6 * cluster.election_timeout_ms));
+    assert_eq!(cluster.leader_among(&remaining), Some(leader), "leadership stayed");
+    assert_eq!(term_of(&cluster, leader), term, "removed nodes raised the cluster's term");
+    for &id in &remaining {
+        assert_all_present(&cluster, id, &acknowledged);
+    }
+}
+
+fn wait_for_leader_among(cluster: &Cluster, ids: &[u64]) -> u64 {
+    let mut found = None;
+    wait_until(
+        LEADER_BOUND,
+        || {
+            found = cluster.leader_among(ids);
+            found.is_some()
+        },
+        || format!("a leader among {ids:?}"),
+    );
+    found.unwrap()
+}
+
+#[test]
+fn a_node_that_lost_its_disk_is_replaced_by_a_new_member() {
+    let mut cluster = Cluster::start("member-replace", 3);
+    let mut acknowledged = Vec::new();
+    let mut connection = cluster.connect(1).unwrap();
+    for i in 0..200u64 {
+        let _: () = connection.set(format!("key-{i}"), i).unwrap();
+        acknowledged.push(i);
+    }
+    // Node 3 loses its disk: it is stopped and its directory is gone.
+    let lost = if cluster.wait_for_leader(LEADER_BOUND) == 3 { 2 } else { 3 };
+    cluster.kill(lost);
+    std::fs::remove_dir_all(cluster.dir.join(format!("node-{lost}"))).unwrap();
+    let survivor = (1..=3).find(|&id| id != lost).unwrap();
+    let removed = raftkv(&cluster, survivor, &["member", "remove", &lost.to_string()]);
+    assert!(removed.contains("removed"), "{removed}");
+    // A new member under a new id with an empty directory.
+    let new = cluster.add_node();
+    let added = raftkv(&cluster, survivor, &["member", "add", &new.to_string(), &cluster.addrs(new)]);
+    assert!(added.contains(&format!("node {new} is a voter")), "{added}");
+    let started = Instant::now();
+    let members: Vec<u64> = (1..=3).filter(|&id| id != lost).chain([new]).collect();
+    wait_until(
+        LEADER_BOUND,
+        || members.iter().all(|&id| voters_in_status(&cluster, id) == members),
+        || format!("every member to see voters {members:?}"),
+    );
+    for i in 200..250u64 {
+        let _: () = cluster.connect(new).unwrap().set(format!("key-{i}"), i).unwrap();
+        acknowledged.push(i);
+    }
+    for &id in &members {
+        assert_all_present(&cluster, id, &acknowledged);
+    }
+    eprintln!("replacement took {:?} after the add", started.elapsed());
+}
