@@ -98,8 +98,8 @@ pub enum ConfChangeError {
     /// A new voter must first join as a learner and catch up (dissertation §4.2.1).
     #[error("node {id} is not a learner: add it as a learner first and promote it once it caught up")]
     NotALearner { id: NodeId },
-    /// The learner is too far behind the leader to be promoted: it would stall commitment while it
-    /// catches up. Retry once it has.
+    /// The learner is too far behind the leader to be promoted (it would stall commitment while it
+    /// catches up), or has not stored the configuration in force yet. Retry once it has.
     #[error("learner {id} is behind: it has {match_index} of the leader's {last_index} entries")]
     LearnerBehind { id: NodeId, match_index: Index, last_index: Index },
     /// The change would leave no voter.

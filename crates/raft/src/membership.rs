@@ -145,7 +145,13 @@ impl Raft {
                 return Err(ConfChangeError::NotALearner { id });
             }
             let match_index = self.progress.get(&id).map_or(0, |pr| pr.match_index);
-            if match_index.saturating_add(self.config.max_promotion_lag_entries) < last_index {
+            // It must hold the configuration in force, durably: a voter that has never received a
+            // configuration refuses to vote (it cannot tell a new member from a stranger), so promoting
+            // it before then could leave a joint configuration that no candidate can win.
+            let holds_configuration = match_index >= self.configuration_index;
+            if !holds_configuration
+                || match_index.saturating_add(self.config.max_promotion_lag_entries) < last_index
+            {
                 return Err(ConfChangeError::LearnerBehind { id, match_index, last_index });
             }
         }

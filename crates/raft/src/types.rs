@@ -154,8 +154,8 @@ pub enum ConfChange {
     /// Add a non-voting member that receives the log and snapshots (dissertation §4.2.1: a new server
     /// catches up before it counts).
     AddLearner(NodeId),
-    /// Make a learner a voter. Refused while the learner is more than
-    /// [`crate::Config::max_promotion_lag_entries`] behind the leader's log.
+    /// Make a learner a voter. Refused until the learner has stored the configuration in force, and
+    /// while it is more than [`crate::Config::max_promotion_lag_entries`] behind the leader's log.
     PromoteLearner(NodeId),
     /// Remove a voter or a learner (possibly the leader itself: it then manages the change to its end
     /// and steps down once C_new is committed, §6).
