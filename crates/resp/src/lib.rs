@@ -54,7 +54,8 @@ mod parse;
 pub mod table;
 
 pub use connection::{
-    is_cluster_command, is_connection_command, Action, Connection, NOT_ALLOWED_IN_MULTI, REDIS_COMPATIBLE_VERSION,
+    is_cluster_command, is_connection_command, Action, Connection, NOT_ALLOWED_IN_MULTI,
+    REDIS_COMPATIBLE_VERSION,
 };
 pub use encode::{encode_command, encode_frame, encode_reply, Frame, ProtocolVersion};
 pub use node::Consistency;

@@ -102,6 +102,11 @@ impl AddressBook {
         self.read().configured.keys().copied().collect()
     }
 
+    /// The members named by the replicated keys, as of the last refresh.
+    pub fn replicated_ids(&self) -> Vec<NodeId> {
+        self.read().replicated.keys().copied().collect()
+    }
+
     /// Adds members to the configured part (a join's answer), keeping this node's own entry.
     pub fn add_configured(&self, own_id: NodeId, members: impl IntoIterator<Item = Member>) {
         let mut books = self.write();

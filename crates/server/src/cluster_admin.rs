@@ -73,14 +73,18 @@ pub fn parse(argv: &[Bytes]) -> Result<(ClusterCommand, bool), String> {
         ["RAFT.MEMBER", "REMOVE", _] => ClusterCommand::Remove(id(&words[2])?),
         ["RAFT.TRANSFER-LEADER", _] => ClusterCommand::TransferLeader(id(&words[1])?),
         ["RAFT.MEMBER", ..] => {
-            return Err("ERR usage: RAFT.MEMBER LIST | ADD id peer_addr[,client_addr[,admin_addr]] [LEARNER] \
+            return Err(
+                "ERR usage: RAFT.MEMBER LIST | ADD id peer_addr[,client_addr[,admin_addr]] [LEARNER] \
                         | PROMOTE id | REMOVE id"
-                .into())
+                    .into(),
+            )
         }
         ["RAFT.TRANSFER-LEADER", ..] => return Err("ERR usage: RAFT.TRANSFER-LEADER id".into()),
         _ => {
             let name = words.first().map_or("", String::as_str);
-            return Err(format!("ERR unknown command '{name}'; cluster commands: RAFT.MEMBER, RAFT.TRANSFER-LEADER"));
+            return Err(format!(
+                "ERR unknown command '{name}'; cluster commands: RAFT.MEMBER, RAFT.TRANSFER-LEADER"
+            ));
         }
     };
     Ok((command, forwarded))
@@ -96,20 +100,34 @@ pub struct ClusterAdmin {
 }
 
 impl ClusterAdmin {
-    /// Runs one cluster command (argv as the client sent it) and gives its answer.
+    /// Runs one cluster command (argv as the client sent it) and gives its answer. While no leader is
+    /// known, or the one asked no longer leads (an election is under way), it waits and tries again,
+    /// bounded: nothing was changed in those cases, so trying again is safe.
     pub async fn execute(&self, argv: &[Bytes]) -> Reply {
         let (command, forwarded) = match parse(argv) {
             Ok(parsed) => parsed,
             Err(text) => return Reply::error(text),
         };
+        let deadline = Instant::now() + Duration::from_secs(2) + 4 * self.election_timeout;
+        loop {
+            let reply = self.execute_once(&command, argv, forwarded).await;
+            let retry = matches!(&reply, Reply::Error(text) if is_redirect_failure(text));
+            if !retry || forwarded || Instant::now() >= deadline {
+                return reply;
+            }
+            tokio::time::sleep(4 * POLL).await;
+        }
+    }
+
+    async fn execute_once(&self, command: &ClusterCommand, argv: &[Bytes], forwarded: bool) -> Reply {
         let Some(status) = self.node.status().await else { return Reply::error(SHUTTING_DOWN) };
-        if command == ClusterCommand::List {
+        if *command == ClusterCommand::List {
             return list(&status, &self.book);
         }
         if status.role != Role::Leader {
             return self.forward(&status, argv, forwarded).await;
         }
-        let result = match command {
+        let result = match command.clone() {
             ClusterCommand::List => unreachable!("answered above"),
             ClusterCommand::Add { member, learner } => self.add(member, learner).await,
             ClusterCommand::Promote(id) => self.promote(id).await,
@@ -124,20 +142,29 @@ impl ClusterAdmin {
         let Some(leader) = status.leader_id.filter(|_| !forwarded) else {
             return Reply::error(match status.leader_id {
                 Some(leader) if forwarded => {
-                    format!("TRYAGAIN node {} does not lead any more (leader: node {leader}); retry", status.node_id)
+                    format!(
+                        "TRYAGAIN node {} does not lead any more (leader: node {leader}); retry",
+                        status.node_id
+                    )
                 }
                 _ => format!("TRYAGAIN no leader is known to node {}; retry shortly", status.node_id),
             });
         };
         let Some(addr) = self.book.get(leader).and_then(|m| m.client_addr) else {
-            return Reply::error(format!("TRYAGAIN node {leader} leads, but its client address is unknown here"));
+            return Reply::error(format!(
+                "TRYAGAIN node {leader} leads, but its client address is unknown here"
+            ));
         };
         let mut wrapped = vec![Bytes::from_static(FORWARDED.as_bytes())];
         wrapped.extend(argv.iter().cloned());
         match tokio::time::timeout(FORWARD_BOUND, ask(&addr, &wrapped)).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(error)) => Reply::error(format!("TRYAGAIN forwarding to the leader (node {leader} at {addr}) failed: {error}")),
-            Err(_) => Reply::error(format!("TRYAGAIN the leader (node {leader}) did not answer within {FORWARD_BOUND:?}")),
+            Ok(Err(error)) => Reply::error(format!(
+                "TRYAGAIN forwarding to the leader (node {leader} at {addr}) failed: {error}"
+            )),
+            Err(_) => Reply::error(format!(
+                "TRYAGAIN the leader (node {leader}) did not answer within {FORWARD_BOUND:?}"
+            )),
         }
     }
 
@@ -166,7 +193,9 @@ impl ClusterAdmin {
         let index = self.conf_change(ConfChange::AddLearner(id)).await?.map_err(conf_change_error_text)?;
         self.wait_change_done(index, |s| s.learners.contains(&id) || s.voters.contains(&id)).await?;
         if learner {
-            return Ok(Reply::Status(format!("OK node {id} added as a learner (configuration entry {index})")));
+            return Ok(Reply::Status(format!(
+                "OK node {id} added as a learner (configuration entry {index})"
+            )));
         }
         self.promote(id).await
     }
@@ -271,6 +300,16 @@ impl ClusterAdmin {
 }
 
 const SHUTTING_DOWN: &str = "TRYAGAIN the node is shutting down";
+
+/// The answers that say the command reached no leader (so nothing changed): no leader known, the node
+/// asked no longer leads, forwarding failed, or a brand-new leader is not ready yet.
+fn is_redirect_failure(text: &str) -> bool {
+    text.starts_with("TRYAGAIN no leader is known")
+        || text.contains("does not lead any more")
+        || text.starts_with("TRYAGAIN forwarding to the leader")
+        || text.contains("its client address is unknown here")
+        || text.starts_with("TRYAGAIN the leader has not committed an entry of its term")
+}
 
 fn is_member(status: &NodeStatus, id: NodeId) -> bool {
     status.voters.contains(&id) || status.outgoing_voters.contains(&id) || status.learners.contains(&id)
@@ -383,14 +422,19 @@ mod tests {
         assert_eq!((member.id, member.client_addr.as_deref()), (4, Some("127.0.0.1:7004")));
         let forwarded = parse(&argv(&["RAFT.FORWARDED", "RAFT.MEMBER", "REMOVE", "2"])).unwrap();
         assert_eq!(forwarded, (ClusterCommand::Remove(2), true));
-        assert_eq!(parse(&argv(&["RAFT.TRANSFER-LEADER", "3"])).unwrap().0, ClusterCommand::TransferLeader(3));
+        assert_eq!(
+            parse(&argv(&["RAFT.TRANSFER-LEADER", "3"])).unwrap().0,
+            ClusterCommand::TransferLeader(3)
+        );
     }
 
     #[test]
     fn bad_commands_get_a_usage_line() {
         assert!(parse(&argv(&["RAFT.MEMBER", "ADD", "0", "h:1"])).unwrap_err().contains("not a node id"));
         assert!(parse(&argv(&["RAFT.MEMBER", "FROB"])).unwrap_err().starts_with("ERR usage"));
-        assert!(parse(&argv(&["RAFT.MEMBER", "ADD", "4", "h:1", "VOTER"])).unwrap_err().starts_with("ERR usage"));
+        assert!(parse(&argv(&["RAFT.MEMBER", "ADD", "4", "h:1", "VOTER"]))
+            .unwrap_err()
+            .starts_with("ERR usage"));
         assert!(parse(&argv(&["RAFT.NOPE"])).unwrap_err().contains("unknown command"));
     }
 

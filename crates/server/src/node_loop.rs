@@ -182,8 +182,8 @@ pub enum StartError {
 }
 
 /// Opens (and on `--bootstrap`, creates) the data directory and builds the node, as the simulator's
-/// `boot.rs` does with a simulated disk. An empty directory without `--bootstrap` starts with no
-/// configuration: the node is not a member, never votes, and waits to be added.
+/// `boot.rs` does with a simulated disk. An empty directory without `--bootstrap` is initialised with an
+/// empty configuration: the node is not a member, never votes, and waits to be added.
 pub fn build_node(
     config: &ServerConfig,
     transport: PeerQueues,
@@ -205,7 +205,9 @@ pub fn build_node(
                 "the data directory is empty and --bootstrap was not given: this node is not a member, \
                  never votes, and waits to be added to a cluster"
             );
-            None
+            // Storage with an empty configuration (as the simulator's joining nodes): the node can then
+            // store the log a leader sends it once it is added, and learns the configuration from it.
+            Some(storage.bootstrap(Configuration::default())?)
         }
     };
     let incarnation = crate::data_dir::bump_incarnation(Path::new(dir)).map_err(data_dir_error)?;

@@ -15,8 +15,10 @@ use crate::node_loop::ServerNode;
 /// Refreshes `book` from the state machine, then sets the transport's peers. Runs on the node loop.
 pub fn sync_peers(node: &mut ServerNode, book: &AddressBook) {
     let configuration = node.raft().configuration().clone();
+    // Removed members stay in the book (a node may still name one as the leader it last heard of).
     let mut ids = configuration.members();
     ids.extend(book.configured_ids());
+    ids.extend(book.replicated_ids());
     let machine = node.state_machine();
     let replicated: BTreeMap<NodeId, Member> = ids
         .iter()

@@ -189,8 +189,9 @@ impl Cluster {
     pub fn leader_among(&self, ids: &[u64]) -> Option<u64> {
         let leader =
             ids.iter().copied().find(|&id| self.info_field(id, "role").as_deref() == Some("leader"))?;
-        let agreed =
-            ids.iter().all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
+        let agreed = ids
+            .iter()
+            .all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
         agreed.then_some(leader)
     }
 

@@ -151,7 +151,11 @@ mod tests {
             peer_addr: "10.0.0.1:7101".into(),
             admin_addr: Some("10.0.0.1:8001".into()),
             cluster_id: 0x4d,
-            book: std::sync::Arc::new(crate::address_book::AddressBook::new([member(1), member(2), member(3)])),
+            book: std::sync::Arc::new(crate::address_book::AddressBook::new([
+                member(1),
+                member(2),
+                member(3),
+            ])),
         };
         let status = NodeStatus {
             node_id: 1,
