@@ -20,6 +20,7 @@ pub mod config;
 pub mod data_dir;
 pub mod frame;
 pub mod info;
+pub mod join;
 pub mod metered_disk;
 pub mod metrics;
 pub mod node_loop;

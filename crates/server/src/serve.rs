@@ -124,6 +124,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         cluster,
     ));
     let client_task = tokio::spawn(client::run_listener(client_listener, api));
+    // Asks the cluster to add this node once it can answer the leader (see `join`).
+    let join_task =
+        config.join.is_some().then(|| tokio::spawn(crate::join::join(config.clone(), book.clone())));
     tracing::info!(
         node_id = config.node_id,
         client = %config.client_listen,
@@ -142,6 +145,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     client_task.abort();
     peer_task.abort();
+    if let Some(task) = join_task {
+        task.abort();
+    }
     if let Some(task) = admin_task {
         task.abort();
     }

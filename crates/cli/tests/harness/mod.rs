@@ -110,9 +110,16 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64, bootstrap: bool) {
+        let flags: Vec<String> = if bootstrap { vec!["--bootstrap".into()] } else { Vec::new() };
+        self.spawn_node(id, true, &flags);
+    }
+
+    /// Starts node `id`: with a `--member` flag per node so far if `with_members`, plus `flags`.
+    fn spawn_node(&mut self, id: u64, with_members: bool, flags: &[String]) {
         let members: Vec<String> = self
             .nodes
             .iter()
+            .filter(|_| with_members)
             .map(|n| {
                 format!(
                     "{}=127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
@@ -140,12 +147,10 @@ impl Cluster {
             .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
             .args(["--client-timeout-ms", "3000"])
             .args(["--log-level", "info"])
-            .args(&self.extra_args);
+            .args(&self.extra_args)
+            .args(flags);
         for member in &members {
             command.args(["--member", member]);
-        }
-        if bootstrap {
-            command.arg("--bootstrap");
         }
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         let child = command.spawn().expect("starting raftkv serve");
@@ -157,9 +162,19 @@ impl Cluster {
         );
     }
 
-    /// Starts one more node with free ports and an empty data directory, not bootstrapped: it is not a
-    /// member and waits to be added. Its `--member` flags name every node so far, itself included.
-    pub fn add_node(&mut self) -> u64 {
+    /// Starts one more node with free ports, an empty data directory and no `--member` flags, with
+    /// `raftkv serve --join <node via's client address>` (and `--promote` if asked).
+    pub fn join_node(&mut self, via: u64, promote: bool) -> u64 {
+        let id = self.push_node();
+        let mut flags = vec!["--join".to_string(), format!("127.0.0.1:{}", self.node(via).client_port)];
+        if promote {
+            flags.push("--promote".into());
+        }
+        self.spawn_node(id, false, &flags);
+        id
+    }
+
+    fn push_node(&mut self) -> u64 {
         let ports = free_ports(3);
         let id = self.nodes.len() as u64 + 1;
         self.nodes.push(NodeProcess {
@@ -169,6 +184,13 @@ impl Cluster {
             admin_port: ports[2],
             child: None,
         });
+        id
+    }
+
+    /// Starts one more node with free ports and an empty data directory, not bootstrapped: it is not a
+    /// member and waits to be added. Its `--member` flags name every node so far, itself included.
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.push_node();
         self.start_node(id, false);
         id
     }
