@@ -219,3 +219,20 @@ fn a_node_that_lost_its_disk_is_replaced_by_a_new_member() {
     }
     eprintln!("replacement took {:?} after the add", started.elapsed());
 }
+
+#[test]
+fn sigterm_on_the_leader_hands_leadership_to_a_follower_first() {
+    let mut cluster = Cluster::start("member-sigterm", 3);
+    let leader = cluster.wait_for_leader(LEADER_BOUND);
+    let term = term_of(&cluster, leader);
+    let _: () = cluster.connect(leader).unwrap().set("before", "stop").unwrap();
+    assert!(cluster.terminate(leader).success(), "a clean stop exits 0");
+    let log = std::fs::read_to_string(cluster.dir.join(format!("node-{leader}.log"))).unwrap();
+    assert!(log.contains("leadership handed over"), "the old leader's log:\n{log}");
+    let rest: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    let new_leader = wait_for_leader_among(&cluster, &rest);
+    // One election, started by the transfer's TimeoutNow: no term was lost to timeouts.
+    assert_eq!(term_of(&cluster, new_leader), term + 1);
+    let value: Option<String> = cluster.connect(new_leader).unwrap().get("before").unwrap();
+    assert_eq!(value.as_deref(), Some("stop"));
+}

@@ -138,6 +138,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
+            // The peers keep running meanwhile: the transfer needs them.
+            hand_off_leadership(&handle, Duration::from_millis(config.timing.election_timeout_ms)).await;
             tracing::info!(signal, "shutting down: no new connections, failing in-flight requests");
             Ok(())
         }
@@ -164,6 +166,46 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         Err(Ok(())) => Ok(()),
         Err(Err(reason)) => Err(ServeError::NodeFailed(reason)),
     }
+}
+
+/// A leader that is asked to stop first hands leadership to the most up-to-date voter (dissertation
+/// §3.10), so the cluster does not sit out an election timeout without a leader. Bounded: after two
+/// election timeouts it stops anyway (the transfer is abandoned by the core after one).
+async fn hand_off_leadership(node: &crate::node_loop::NodeHandle, election_timeout: Duration) {
+    let Some(status) = node.status().await else { return };
+    if status.role != raft::Role::Leader {
+        return;
+    }
+    let target = status
+        .followers
+        .iter()
+        .filter(|f| status.voters.contains(&f.id))
+        .max_by_key(|f| (f.match_index, std::cmp::Reverse(f.since_last_contact)))
+        .map(|f| f.id);
+    let Some(target) = target else {
+        tracing::info!("stopping a leader with no other voter: nobody to hand leadership to");
+        return;
+    };
+    match node.transfer_leadership(target).await {
+        Some(Ok(())) => tracing::info!(target, "stopping: handing leadership to the most up-to-date voter first"),
+        Some(Err(error)) => {
+            tracing::warn!(target, %error, "stopping without handing leadership over");
+            return;
+        }
+        None => return,
+    }
+    let deadline = Instant::now() + 2 * election_timeout;
+    while Instant::now() < deadline {
+        match node.status().await {
+            Some(now) if now.role != raft::Role::Leader => {
+                tracing::info!(leader = ?now.leader_id, term = now.term, "leadership handed over");
+                return;
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            None => return,
+        }
+    }
+    tracing::warn!(target, "leadership was not handed over in time; stopping anyway");
 }
 
 /// Resolves with the signal's name on SIGINT or SIGTERM.
