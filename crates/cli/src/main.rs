@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_disk;
 mod check;
+mod force_new_cluster;
 mod local;
 mod member;
 mod serve;
@@ -40,6 +41,9 @@ enum Command {
     Member(member::MemberArgs),
     /// Hand leadership to another voter (against any node).
     TransferLeader(member::TransferArgs),
+    /// DANGEROUS last resort after losing a majority for good: rewrite one stopped survivor's
+    /// configuration to a one-node cluster of itself. May lose acknowledged writes; never automatic.
+    ForceNewCluster(force_new_cluster::ForceNewClusterArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Member(args) => member::run_member(args),
         Command::TransferLeader(args) => member::run_transfer(args),
+        Command::ForceNewCluster(args) => force_new_cluster::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Trace(args) => trace::run(args),

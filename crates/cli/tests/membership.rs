@@ -236,3 +236,47 @@ fn sigterm_on_the_leader_hands_leadership_to_a_follower_first() {
     let value: Option<String> = cluster.connect(new_leader).unwrap().get("before").unwrap();
     assert_eq!(value.as_deref(), Some("stop"));
 }
+
+#[test]
+fn force_new_cluster_turns_one_survivor_of_a_lost_majority_into_a_one_node_cluster() {
+    let mut cluster = Cluster::start("member-force", 3);
+    let mut connection = cluster.connect(1).unwrap();
+    for i in 0..20u64 {
+        let _: () = connection.set(format!("key-{i}"), i).unwrap();
+    }
+    let committed = cluster.commit_index(1);
+    cluster.wait_applied(1, committed, LEADER_BOUND);
+    // Nodes 2 and 3 are gone for good; node 1 is stopped.
+    for id in [2, 3, 1] {
+        cluster.kill(id);
+    }
+    let data_dir = cluster.dir.join("node-1");
+    let refused = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["force-new-cluster", "--node-id", "1", "--cluster-id", &cluster.cluster_id.to_string()])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "it insists on the confirmation flag");
+    let forced = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["force-new-cluster", "--node-id", "1", "--cluster-id", &cluster.cluster_id.to_string()])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--i-understand-this-may-lose-acknowledged-writes")
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+    assert!(
+        String::from_utf8_lossy(&forced.stderr).contains("FORCING A NEW ONE-NODE CLUSTER"),
+        "logged loudly"
+    );
+    cluster.start_node(1, false);
+    wait_for_leader_among(&cluster, &[1]);
+    assert_eq!(voters_in_status(&cluster, 1), [1]);
+    let mut connection = cluster.connect(1).unwrap();
+    let _: () = connection.set("after", "forced").unwrap();
+    for i in 0..20u64 {
+        let value: Option<u64> = connection.get(format!("key-{i}")).unwrap();
+        assert_eq!(value, Some(i));
+    }
+}

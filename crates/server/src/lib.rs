@@ -18,6 +18,7 @@ pub mod client;
 pub mod cluster_admin;
 pub mod config;
 pub mod data_dir;
+pub mod force_new_cluster;
 pub mod frame;
 pub mod info;
 pub mod join;

@@ -187,7 +187,9 @@ async fn hand_off_leadership(node: &crate::node_loop::NodeHandle, election_timeo
         return;
     };
     match node.transfer_leadership(target).await {
-        Some(Ok(())) => tracing::info!(target, "stopping: handing leadership to the most up-to-date voter first"),
+        Some(Ok(())) => {
+            tracing::info!(target, "stopping: handing leadership to the most up-to-date voter first")
+        }
         Some(Err(error)) => {
             tracing::warn!(target, %error, "stopping without handing leadership over");
             return;
