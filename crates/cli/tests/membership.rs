@@ -122,6 +122,10 @@ fn grow_three_to_five_while_writing_transfer_twice_then_remove_two_and_lose_noth
         || everyone.iter().all(|&id| voters_in_status(&cluster, id) == everyone),
         || "every node to see five voters".into(),
     );
+    // The HTTP view of the same list, from a node that joined.
+    let members = cluster.admin_get(four, "/members").unwrap();
+    assert_eq!(members.status, 200, "{}", members.body);
+    assert_eq!(members.body.lines().filter(|l| l.contains(" voter")).count(), 5, "{}", members.body);
     // A new member serves linearizable reads.
     let _: () = cluster.connect(1).unwrap().set("grown", "yes").unwrap();
     let value: Option<String> = cluster.connect(five).unwrap().get("grown").unwrap();

@@ -263,7 +263,7 @@ impl ClusterAdmin {
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "TRYAGAIN the change (entry {index}) is still in progress after {CHANGE_BOUND:?}; check \
+                    "INPROGRESS the change (entry {index}) is still in progress after {CHANGE_BOUND:?}; check \
                      RAFT.MEMBER LIST"
                 ));
             }

@@ -99,6 +99,11 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         cluster_id: config.cluster_id,
         book: book.clone(),
     });
+    let cluster = ClusterAdmin {
+        node: handle.clone(),
+        book: book.clone(),
+        election_timeout: Duration::from_millis(config.timing.election_timeout_ms),
+    };
     let admin_task = admin_listener.map(|listener| {
         let state = AdminState {
             node_id: config.node_id,
@@ -106,15 +111,11 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             info: info.clone(),
             metrics: metrics.clone(),
             health_max_lag_entries: config.health_max_lag_entries,
+            cluster: cluster.clone(),
         };
         tokio::spawn(admin::run(listener, Arc::new(state)))
     });
     let limits = resp::Limits { max_bulk_bytes: config.max_bulk_bytes, ..resp::Limits::default() };
-    let cluster = ClusterAdmin {
-        node: handle.clone(),
-        book: book.clone(),
-        election_timeout: Duration::from_millis(config.timing.election_timeout_ms),
-    };
     let api = Arc::new(ClientApi::new(
         handle.clone(),
         limits,

@@ -4,6 +4,7 @@
 //! - `GET /metrics`: Prometheus text exposition ([`crate::metrics`]);
 //! - `GET /health`: 200 or 503 with a one-line reason ([`health`]);
 //! - `GET /cluster`: every member's `/status` at once, gathered by this node ([`cluster`]);
+//! - `/members` and `/transfer-leader/{id}`: membership changes ([`members`]);
 //! - `GET /`: the live view, a page that polls `/cluster` ([`web`]; the files are in `web/` at the
 //!   repository root, embedded in the binary).
 //!
@@ -14,6 +15,7 @@
 
 pub mod cluster;
 pub mod health;
+pub mod members;
 pub mod status;
 pub mod web;
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -44,6 +46,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// `/health` fails when applying trails the commit index by more entries than this.
     pub health_max_lag_entries: u64,
+    /// Runs the membership routes ([`members`]).
+    pub cluster: crate::cluster_admin::ClusterAdmin,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -52,6 +56,33 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
         .route("/cluster", get(get_cluster))
+        .route(
+            "/members",
+            get(|State(s): State<Arc<AdminState>>| async move {
+                members::run(&s.cluster, vec!["RAFT.MEMBER".into(), "LIST".into()]).await
+            }),
+        )
+        .route(
+            "/members/{id}",
+            post(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>, uri: Uri| async move {
+                members::run(&s.cluster, members::add_arguments(id, uri.query())).await
+            })
+            .delete(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>| async move {
+                members::run(&s.cluster, vec!["RAFT.MEMBER".into(), "REMOVE".into(), id.to_string()]).await
+            }),
+        )
+        .route(
+            "/members/{id}/promote",
+            post(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>| async move {
+                members::run(&s.cluster, vec!["RAFT.MEMBER".into(), "PROMOTE".into(), id.to_string()]).await
+            }),
+        )
+        .route(
+            "/transfer-leader/{id}",
+            post(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>| async move {
+                members::run(&s.cluster, vec!["RAFT.TRANSFER-LEADER".into(), id.to_string()]).await
+            }),
+        )
         .route("/", get(|| async { web::asset("index.html") }))
         .route("/{file}", get(get_asset))
         .fallback(not_found)
