@@ -642,6 +642,12 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
 
     /// Proposes `body` here if this node leads, else forwards it to the leader. Returns who got it.
     fn propose_or_forward(&mut self, session: Option<SessionRef>, body: RequestBody) -> Option<NodeId> {
+        // A node outside the configuration it knows (removed, or not added yet) receives no new entries,
+        // so it could never apply, and answer, a command it proposed or forwarded: the command waits
+        // here and, unless the node is added meanwhile, expires as certainly not applied.
+        if !self.raft.configuration().contains(self.id) {
+            return None;
+        }
         let leader = self.raft.leader_id()?;
         if leader == self.id {
             let request = Request { session, leader_time_ms: self.clock.now_ms(), body };

@@ -532,9 +532,15 @@ impl Raft {
         self.randomized_election_timeout = min + self.rng.next_u64() % min;
     }
 
-    /// True if this node may start elections: it votes in the current configuration.
+    /// True if this node may start elections: it votes in the current configuration — or the
+    /// configuration leaves it out but is not known committed. Such a server (a leader that removed
+    /// itself and lost its leadership, say) may hold the only copy of C_new, and so the longest log: the
+    /// others would refuse it their votes while it could not campaign, and a small C_old could then
+    /// elect nobody. It campaigns counted by C_new alone, leads without counting itself, and steps down
+    /// once C_new is committed (§6), like any leader outside its configuration.
     pub(crate) fn is_promotable(&self) -> bool {
         quorum::is_voter(&self.configuration, self.id)
+            || (self.configuration_index > self.commit && !self.configuration.voters.is_empty())
     }
 
     /// Recomputes the configuration in force from the log (the latest configuration entry) or the
