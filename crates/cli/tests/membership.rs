@@ -76,17 +76,6 @@ impl Writer {
     }
 }
 
-fn assert_all_present(cluster: &Cluster, reader: u64, keys: &[u64]) {
-    let mut connection = cluster.connect(reader).unwrap();
-    for chunk in keys.chunks(200) {
-        let names: Vec<String> = chunk.iter().map(|i| format!("key-{i}")).collect();
-        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
-        for (i, value) in chunk.iter().zip(values) {
-            assert_eq!(value, Some(*i), "acknowledged key-{i} read through node {reader}");
-        }
-    }
-}
-
 fn voters_in_status(cluster: &Cluster, id: u64) -> Vec<u64> {
     let status = cluster.status_json(id).expect("a /status answer");
     let voters = status["configuration"]["voters"].as_array().expect("configuration.voters").clone();
@@ -172,7 +161,7 @@ fn grow_three_to_five_while_writing_transfer_twice_then_remove_two_and_lose_noth
     assert_eq!(cluster.leader_among(&remaining), Some(leader), "leadership stayed");
     assert_eq!(term_of(&cluster, leader), term, "removed nodes raised the cluster's term");
     for &id in &remaining {
-        assert_all_present(&cluster, id, &acknowledged);
+        cluster.assert_all_present(id, &acknowledged);
     }
 }
 
@@ -219,7 +208,7 @@ fn a_node_that_lost_its_disk_is_replaced_by_a_new_member() {
         acknowledged.push(i);
     }
     for &id in &members {
-        assert_all_present(&cluster, id, &acknowledged);
+        cluster.assert_all_present(id, &acknowledged);
     }
     eprintln!("replacement took {:?} after the add", started.elapsed());
 }

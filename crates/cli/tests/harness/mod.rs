@@ -272,12 +272,7 @@ impl Cluster {
     /// The running node that says it leads, once every running node agrees on it.
     pub fn leader(&self) -> Option<u64> {
         let running: Vec<u64> = self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect();
-        let leader =
-            running.iter().copied().find(|&id| self.info_field(id, "role").as_deref() == Some("leader"))?;
-        let agreed = running
-            .iter()
-            .all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
-        agreed.then_some(leader)
+        self.leader_among(&running)
     }
 
     pub fn wait_for_leader(&self, bound: Duration) -> u64 {
@@ -315,6 +310,18 @@ impl Cluster {
     pub fn status_json(&self, id: u64) -> Option<serde_json::Value> {
         let response = self.admin_get(id, "/status").ok()?;
         (response.status == 200).then(|| serde_json::from_str(&response.body).ok())?
+    }
+
+    /// Asserts that every key `key-{i}` of `keys` holds `i`, read through node `reader` (MGET, linearizable).
+    pub fn assert_all_present(&self, reader: u64, keys: &[u64]) {
+        let mut connection = self.connect(reader).unwrap();
+        for chunk in keys.chunks(100) {
+            let names: Vec<String> = chunk.iter().map(|i| format!("key-{i}")).collect();
+            let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
+            for (i, value) in chunk.iter().zip(values) {
+                assert_eq!(value, Some(*i), "acknowledged write key-{i} read through node {reader}");
+            }
+        }
     }
 
     pub fn commit_index(&self, id: u64) -> u64 {
