@@ -302,11 +302,7 @@ mod tests {
     use super::*;
 
     fn config(voters: &[NodeId], learners: &[NodeId]) -> Configuration {
-        Configuration {
-            voters: voters.iter().copied().collect(),
-            learners: learners.iter().copied().collect(),
-            ..Default::default()
-        }
+        Configuration::with_members(voters.iter().copied(), learners.iter().copied())
     }
 
     #[test]

@@ -101,6 +101,18 @@ impl Configuration {
         Configuration { voters: voters.into_iter().collect(), ..Default::default() }
     }
 
+    /// A simple configuration of the given voters and learners.
+    pub fn with_members(
+        voters: impl IntoIterator<Item = NodeId>,
+        learners: impl IntoIterator<Item = NodeId>,
+    ) -> Self {
+        Configuration {
+            voters: voters.into_iter().collect(),
+            learners: learners.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
     /// True while a joint change C_old,new is in progress.
     pub fn is_joint(&self) -> bool {
         !self.outgoing_voters.is_empty()

@@ -16,7 +16,7 @@ fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
 }
 
 fn simple(voters: &[NodeId], learners: &[NodeId]) -> Configuration {
-    Configuration { voters: set(voters), learners: set(learners), ..Default::default() }
+    Configuration::with_members(voters.iter().copied(), learners.iter().copied())
 }
 
 fn target(voters: &[NodeId], learners: &[NodeId]) -> ConfChange {
