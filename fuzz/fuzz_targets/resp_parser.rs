@@ -91,6 +91,10 @@ fn handle(connection: &mut Connection, argv: Vec<bytes::Bytes>, output: &mut Byt
         Action::Info { section } => {
             let _ = section;
         }
+        // The server parses cluster commands; here they are only handed over.
+        Action::Cluster { argv } => {
+            let _ = argv;
+        }
     }
     // The output buffer is the server's; keep the target's memory flat.
     if output.len() > 1 << 16 {

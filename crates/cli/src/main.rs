@@ -9,8 +9,10 @@ mod backup;
 mod backup_file;
 mod bench_disk;
 mod check;
+mod force_new_cluster;
 mod limits;
 mod local;
+mod member;
 mod restore;
 mod serve;
 mod sim;
@@ -45,6 +47,14 @@ enum Command {
     /// Load a RESP endpoint (raftkv, Redis) or etcd in a closed loop; print throughput and latency
     /// percentiles per operation.
     Bench(bench::BenchArgs),
+    /// Show or change the cluster's members: list, add ID ADDRS [--learner], promote ID, remove ID
+    /// (against any node; followers forward to the leader).
+    Member(member::MemberArgs),
+    /// Hand leadership to another voter (against any node).
+    TransferLeader(member::TransferArgs),
+    /// DANGEROUS last resort after losing a majority for good: rewrite one stopped survivor's
+    /// configuration to a one-node cluster of itself. May lose acknowledged writes; never automatic.
+    ForceNewCluster(force_new_cluster::ForceNewClusterArgs),
     /// Measure the disk: raw fdatasync rate and WAL appends/s at batch 1, 16 and 256.
     BenchDisk(bench_disk::BenchDiskArgs),
     /// Run the deterministic cluster simulator over seeds, with faults and every safety check.
@@ -75,6 +85,9 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => restore::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Member(args) => member::run_member(args),
+        Command::TransferLeader(args) => member::run_transfer(args),
+        Command::ForceNewCluster(args) => force_new_cluster::run(args),
         Command::BenchDisk(args) => bench_disk::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Trace(args) => trace::run(args),

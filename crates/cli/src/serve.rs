@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// Without it, a node with an empty data directory waits to be added and never votes.
     #[arg(long)]
     bootstrap: bool,
+    /// Join a running cluster: ask the member whose client address this is (any member) to add this
+    /// node, under --node-id, as a learner. Needs no --member flags (the addresses come from the cluster).
+    #[arg(long, conflicts_with = "bootstrap")]
+    join: Option<String>,
+    /// With --join: ask to be promoted to voter once added (the leader waits until this node caught up).
+    #[arg(long, requires = "join")]
+    promote: bool,
     /// Length of one tick of the consensus core's clock.
     #[arg(long, default_value_t = Timing::default().tick_ms)]
     tick_ms: u64,
@@ -85,6 +92,8 @@ impl ServeArgs {
             let mut config = ServerConfig::from_toml_file(path).map_err(|e| e.to_string())?;
             config.bootstrap |= self.bootstrap;
             config.limits = self.limits.apply(config.limits);
+            config.join = self.join.or(config.join);
+            config.promote_on_join |= self.promote;
             return Ok(config);
         }
         let members = self.member.iter().map(|m| Member::parse(m)).collect::<Result<Vec<_>, _>>();
@@ -107,6 +116,8 @@ impl ServeArgs {
                 client_timeout_ms: self.client_timeout_ms,
             },
             bootstrap: self.bootstrap,
+            join: self.join,
+            promote_on_join: self.promote,
             limits: self.limits.apply(server::Limits::default()),
             maxmemory_bytes: self.maxmemory,
             snapshot_threshold_entries: self.snapshot_threshold_entries,

@@ -39,7 +39,7 @@ pub fn query(addr: &str) -> Result<Info, String> {
     Ok(server::info::parse(&String::from_utf8_lossy(&body)))
 }
 
-fn default_nodes(dir: &std::path::Path) -> Vec<String> {
+pub fn default_nodes(dir: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("local.toml")).unwrap_or_default();
     let field = |key: &str, default: u64| {
         text.lines()
@@ -92,5 +92,30 @@ pub fn run(args: StatusArgs) -> ExitCode {
         eprintln!("raftkv status: no node answered");
         return ExitCode::FAILURE;
     }
+    // The configuration as the leader sees it (else as the first node that answered does).
+    let infos: Vec<&Info> = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).collect();
+    if let Some(info) = infos.iter().find(|i| get(i, "role") == "leader").or(infos.first()) {
+        println!("{}", configuration_line(&|key| get(info, key)));
+    }
     ExitCode::SUCCESS
+}
+
+/// `configuration (node 1's view): voters 1,2,3; learners 4` and, during a joint change, the outgoing
+/// voters.
+fn configuration_line(get: &dyn Fn(&str) -> String) -> String {
+    let or_none = |list: String| if list.is_empty() { "none".to_string() } else { list };
+    let mut line = format!(
+        "configuration (node {}'s view, entry {}): voters {}; learners {}",
+        get("node_id"),
+        get("configuration_index"),
+        or_none(get("voters")),
+        or_none(get("learners"))
+    );
+    let outgoing = get("outgoing_voters");
+    if !outgoing.is_empty() {
+        line.push_str(&format!("; joint change in progress, outgoing voters {outgoing}"));
+    } else if get("conf_change_in_progress") == "1" {
+        line.push_str("; a change is in progress (not committed yet)");
+    }
+    line
 }

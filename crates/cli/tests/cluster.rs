@@ -73,17 +73,6 @@ fn write_keys(cluster: &Cluster, next: &mut u64, acknowledged: &mut Vec<u64>, co
     }
 }
 
-fn assert_all_present(cluster: &Cluster, reader: u64, keys: &[u64]) {
-    let mut connection = cluster.connect(reader).unwrap();
-    for chunk in keys.chunks(100) {
-        let names: Vec<String> = chunk.iter().map(|i| format!("key-{i}")).collect();
-        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
-        for (i, value) in chunk.iter().zip(values) {
-            assert_eq!(value, Some(*i), "acknowledged write key-{i} read through node {reader}");
-        }
-    }
-}
-
 #[test]
 fn killing_the_leader_loses_no_acknowledged_write_and_it_catches_up_after_restart() {
     let mut cluster = Cluster::start("kill-leader", 3);
@@ -97,13 +86,13 @@ fn killing_the_leader_loses_no_acknowledged_write_and_it_catches_up_after_restar
     eprintln!("new leader {new_leader} after {:?}", killed_at.elapsed());
     write_keys(&cluster, &mut next, &mut acknowledged, 100, LEADER_BOUND);
     for reader in (1..=3).filter(|&id| id != leader) {
-        assert_all_present(&cluster, reader, &acknowledged);
+        cluster.assert_all_present(reader, &acknowledged);
     }
     // The killed node comes back (no --bootstrap: it has data) and catches up.
     cluster.start_node(leader, false);
     let commit = cluster.commit_index(new_leader);
     cluster.wait_applied(leader, commit, LEADER_BOUND);
-    assert_all_present(&cluster, leader, &acknowledged);
+    cluster.assert_all_present(leader, &acknowledged);
 }
 
 #[test]
@@ -121,7 +110,7 @@ fn restarting_every_node_keeps_all_data() {
     }
     cluster.wait_for_leader(LEADER_BOUND);
     for reader in 1..=3 {
-        assert_all_present(&cluster, reader, &acknowledged);
+        cluster.assert_all_present(reader, &acknowledged);
     }
     write_keys(&cluster, &mut next, &mut acknowledged, 10, LEADER_BOUND);
 }

@@ -109,7 +109,9 @@ fn local_cluster_starts_stops_cleanly_and_resumes_its_data() {
         .unwrap();
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success() && table.contains("leader"), "raftkv status printed:\n{table}");
-    assert_eq!(table.lines().count(), 4, "a header and one line per node:\n{table}");
+    assert_eq!(table.lines().count(), 5, "a header, one line per node, the configuration:\n{table}");
+    let configuration = table.lines().last().unwrap_or_default();
+    assert!(configuration.contains("voters 1,2,3; learners none"), "{configuration}");
     // Each node serves its admin endpoint on the port local assigned it.
     for admin_port in base + 200..base + 203 {
         let health = http::get(admin_port, "/health").expect("GET /health");

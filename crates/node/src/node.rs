@@ -206,6 +206,12 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         &mut self.observer
     }
 
+    /// The transport, to change whom it reaches when the configuration changes (the server connects to
+    /// added members and drops removed ones).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
     /// Client requests not answered yet.
     pub fn pending_requests(&self) -> usize {
         self.commands.len() + usize::from(!self.reads.is_empty())

@@ -42,7 +42,14 @@ pub enum Action {
     Info { section: Option<String> },
     /// Send the reply, then close the connection (QUIT).
     ReplyAndClose(Frame),
+    /// A cluster administration command (`RAFT.MEMBER ...`, `RAFT.TRANSFER-LEADER id`): the server
+    /// parses and runs it (it may have to forward it to the leader). `argv` is the whole command, name
+    /// included.
+    Cluster { argv: Vec<Bytes> },
 }
+
+/// Cluster administration commands start with this prefix (any case); see [`Action::Cluster`].
+pub const CLUSTER_COMMAND_PREFIX: &[u8] = b"raft.";
 
 /// The error Redis answers when a command may not be queued in a transaction.
 pub const NOT_ALLOWED_IN_MULTI: &str = "ERR Command not allowed inside a transaction";
@@ -142,6 +149,14 @@ impl Connection {
     /// Decides what to do with one command. Pure.
     pub fn handle(&mut self, argv: Vec<Bytes>) -> Action {
         let Some(name) = argv.first() else { return error(ParseError::Empty.to_string()) };
+        if is_cluster_command(name) {
+            // Membership changes are not state-machine commands: a transaction cannot hold one.
+            if self.multi.is_some() {
+                self.doom_transaction();
+                return error(NOT_ALLOWED_IN_MULTI);
+            }
+            return Action::Cluster { argv };
+        }
         let Some(command) = ConnectionCommand::from_name(name) else { return self.data_command(&argv) };
         let info = command.info();
         if !table::arity_ok(info.arity, argv.len()) {
@@ -377,7 +392,13 @@ const CONNECTION_COMMANDS: &[(&str, ConnectionCommand)] = &[
 
 /// Whether `name` (any case) is answered by the connection layer rather than the state machine.
 pub fn is_connection_command(name: &[u8]) -> bool {
-    ConnectionCommand::from_name(name).is_some()
+    ConnectionCommand::from_name(name).is_some() || is_cluster_command(name)
+}
+
+/// Whether `name` is a cluster administration command (`RAFT.` followed by anything, any case).
+pub fn is_cluster_command(name: &[u8]) -> bool {
+    name.len() > CLUSTER_COMMAND_PREFIX.len()
+        && name[..CLUSTER_COMMAND_PREFIX.len()].eq_ignore_ascii_case(CLUSTER_COMMAND_PREFIX)
 }
 
 impl ConnectionCommand {

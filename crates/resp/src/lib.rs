@@ -19,6 +19,7 @@
 //!         }
 //!         Action::Info { section } => { let _ = section; /* the server writes INFO's text */ }
 //!         Action::ReplyAndClose(frame) => encode_frame(&frame, connection.protocol(), &mut output),
+//!         Action::Cluster { argv } => { let _ = argv; /* RAFT.MEMBER ...: the server runs it */ }
 //!     }
 //! }
 //! assert_eq!(&output[..], b"+PONG\r\n");
@@ -53,7 +54,8 @@ mod parse;
 pub mod table;
 
 pub use connection::{
-    is_connection_command, Action, Connection, NOT_ALLOWED_IN_MULTI, REDIS_COMPATIBLE_VERSION,
+    is_cluster_command, is_connection_command, Action, Connection, NOT_ALLOWED_IN_MULTI,
+    REDIS_COMPATIBLE_VERSION,
 };
 pub use encode::{encode_command, encode_frame, encode_reply, Frame, ProtocolVersion};
 pub use node::Consistency;

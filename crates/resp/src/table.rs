@@ -81,6 +81,8 @@ pub const COMMANDS: &[CommandInfo] = &[
     info("exec", 1, &["noscript", "loading", "stale"], NO_KEYS),
     info("discard", 1, TRANSACTION, NO_KEYS),
     info("unwatch", 1, TRANSACTION, NO_KEYS),
+    info("raft.member", -2, &["admin", "noscript"], NO_KEYS),
+    info("raft.transfer-leader", 2, &["admin", "noscript"], NO_KEYS),
 ];
 
 /// The row for a command name (any case).

@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::client_writer::write_replies;
+use crate::cluster_admin::ClusterAdmin;
 use crate::info;
 use crate::limits::Limits;
 use crate::metrics::{HeldBytes, Metrics};
@@ -45,17 +46,26 @@ pub struct ClientApi {
     pub info: Arc<info::StaticInfo>,
     pub connections: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// Runs `RAFT.MEMBER` and `RAFT.TRANSFER-LEADER`.
+    pub cluster: ClusterAdmin,
     next_client_id: AtomicU64,
 }
 
 impl ClientApi {
-    pub fn new(node: NodeHandle, limits: Limits, info: Arc<info::StaticInfo>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        node: NodeHandle,
+        limits: Limits,
+        info: Arc<info::StaticInfo>,
+        metrics: Arc<Metrics>,
+        cluster: ClusterAdmin,
+    ) -> Self {
         ClientApi {
             node,
             limits,
             info,
             connections: Arc::new(Semaphore::new(limits.max_client_connections)),
             metrics,
+            cluster,
             next_client_id: AtomicU64::new(1),
         }
     }
@@ -206,6 +216,15 @@ async fn read_requests(
                 }
                 resp::Action::Info { section } => {
                     Pending::Known(info_reply(api, section.as_deref()).await, version, false)
+                }
+                // A change may take seconds: run it on its own task, answered in order like any reply.
+                resp::Action::Cluster { argv } => {
+                    let (reply, receiver) = oneshot::channel();
+                    let cluster = api.cluster.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(cluster.execute(&argv).await);
+                    });
+                    Pending::Waiting(receiver, version)
                 }
             };
             // Waits while `max_pipelined_commands` are unanswered: the socket is not read meanwhile.

@@ -120,6 +120,13 @@ pub struct ServerConfig {
     /// empty. Never touches a directory that already holds state.
     #[serde(default)]
     pub bootstrap: bool,
+    /// Join a running cluster through this member's client address: ask it to add this node (under
+    /// `node_id`) as a learner, after learning every member's addresses from it. Never bootstraps.
+    #[serde(default)]
+    pub join: Option<String>,
+    /// With `join`: once added, ask to be promoted to voter (the leader waits until this node caught up).
+    #[serde(default)]
+    pub promote_on_join: bool,
     /// Every bound on what clients and peers can make this node hold (the `[limits]` table).
     #[serde(default)]
     pub limits: Limits,
@@ -225,6 +232,14 @@ impl ServerConfig {
         }
         if ids.contains(&0) {
             return invalid("member id 0 means nobody".into());
+        }
+        if self.bootstrap && self.join.is_some() {
+            return invalid(
+                "--bootstrap creates a new cluster and --join joins one: give one of them".into(),
+            );
+        }
+        if self.promote_on_join && self.join.is_none() {
+            return invalid("--promote needs --join".into());
         }
         if self.bootstrap && !ids.contains(&self.node_id) {
             return invalid(format!(

@@ -1,10 +1,12 @@
 //! The INFO text: Redis's `# Section` / `key:value` lines, with a `# Raft` section for this node.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use raft::{NodeId, Role};
 
+use crate::address_book::AddressBook;
 use crate::config::Member;
 use crate::node_loop::NodeStatus;
 
@@ -16,15 +18,15 @@ pub struct StaticInfo {
     /// This node's advertised admin address, if it serves one.
     pub admin_addr: Option<String>,
     pub cluster_id: u64,
-    /// Every member's advertised addresses as the configuration names them (this node's own from its
-    /// flags), to name the leader's and to list the members'.
-    pub members: Vec<Member>,
+    /// Every member's advertised addresses (this node's own from its flags; members added at run time
+    /// from the replicated book), to name the leader's and to list the members'.
+    pub book: Arc<AddressBook>,
 }
 
 impl StaticInfo {
-    /// The configured addresses of member `id`, if the configuration names it.
-    pub fn member(&self, id: NodeId) -> Option<&Member> {
-        self.members.iter().find(|m| m.id == id)
+    /// The known addresses of member `id`, if anyone named it.
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        self.book.get(id)
     }
 }
 
@@ -70,11 +72,12 @@ fn render_raft(text: &mut String, info: &StaticInfo, status: &NodeStatus) {
         .and_then(|id| info.member(id))
         .and_then(|m| m.client_addr.clone())
         .unwrap_or_default();
-    let voters: Vec<String> = status.voters.iter().map(u64::to_string).collect();
+    let list = |ids: &[NodeId]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let _ = write!(
         text,
         "# Raft\r\nnode_id:{}\r\ncluster_id:{:#x}\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\nleader_client_address:{}\r\n\
-         commit_index:{}\r\napplied_index:{}\r\nlast_index:{}\r\nvoters:{}\r\nclient_address:{}\r\npeer_address:{}\r\n\
+         commit_index:{}\r\napplied_index:{}\r\nlast_index:{}\r\nvoters:{}\r\nlearners:{}\r\noutgoing_voters:{}\r\n\
+         configuration_index:{}\r\nconf_change_in_progress:{}\r\nclient_address:{}\r\npeer_address:{}\r\n\
          pending_requests:{}\r\nincarnation:{}\r\n",
         status.node_id,
         info.cluster_id,
@@ -85,7 +88,11 @@ fn render_raft(text: &mut String, info: &StaticInfo, status: &NodeStatus) {
         status.commit_index,
         status.applied_index,
         status.last_index,
-        voters.join(","),
+        list(&status.voters),
+        list(&status.learners),
+        list(&status.outgoing_voters),
+        status.configuration_index,
+        u8::from(status.conf_change_in_progress),
         info.client_addr,
         info.peer_addr,
         status.pending_requests,

@@ -15,21 +15,26 @@
 //! Tokio tasks own the sockets and talk to the node loop only through channels, so the node stays the
 //! single-threaded, deterministic code the simulator tests.
 
+pub mod address_book;
 pub mod admin;
 pub mod client;
 pub mod client_writer;
+pub mod cluster_admin;
 pub mod config;
 pub mod data_dir;
+pub mod force_new_cluster;
 pub mod frame;
 pub mod info;
 #[cfg(feature = "inject-bugs")]
 pub mod injected_bug;
+pub mod join;
 pub mod limits;
 pub mod metered_disk;
 pub mod metrics;
 pub mod node_loop;
 pub mod node_metrics;
 pub mod peer_faults;
+pub mod peer_sync;
 pub mod serve;
 pub mod snapshot_thread;
 pub mod transport;

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kv::{Command, Reply};
 use node::{ClientToken, Consistency, Node, NodeTiming, PeerMessage};
-use raft::{Configuration, NodeId, Raft, RestoredState, Role};
+use raft::{ConfChange, ConfChangeError, Configuration, NodeId, Raft, RestoredState, Role, TransferError};
 use storage::{FileDisk, Storage, StorageOptions};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::address_book::AddressBook;
 use crate::config::ServerConfig;
 use crate::metered_disk::MeteredDisk;
 use crate::metrics::Metrics;
@@ -43,6 +44,17 @@ pub enum Event {
     Backup {
         reply: oneshot::Sender<Result<BackupSnapshot, String>>,
     },
+    /// A membership change, for the core of this node (which must lead; see
+    /// [`raft::Raft::propose_conf_change`]). The reply is the configuration entry's index.
+    ConfChange {
+        change: ConfChange,
+        reply: oneshot::Sender<Result<u64, ConfChangeError>>,
+    },
+    /// Hand leadership to `target` ([`raft::Raft::transfer_leadership`]).
+    TransferLeadership {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), TransferError>>,
+    },
     /// Fail every pending request and stop (graceful shutdown).
     Shutdown,
 }
@@ -62,8 +74,17 @@ pub struct NodeStatus {
     pub last_index: u64,
     /// The index the log starts after (the latest snapshot's; 0 while nothing was ever compacted).
     pub snapshot_index: u64,
+    /// The voters of the configuration in force (of C_new while a joint change is in progress).
     pub voters: Vec<NodeId>,
+    /// While a joint change is in progress: the voters of C_old (empty otherwise).
+    pub outgoing_voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// The log index of the entry the configuration in force came from (0: the bootstrap's).
+    pub configuration_index: u64,
+    /// True while a membership change is under way (its entry uncommitted, or still joint).
+    pub conf_change_in_progress: bool,
+    /// On a leader handing over leadership: to whom.
+    pub transfer_target: Option<NodeId>,
     /// On the leader: every follower's replication progress.
     pub followers: Vec<FollowerStatus>,
     pub keys: usize,
@@ -147,6 +168,20 @@ impl NodeHandle {
         self.events.send(Event::Peer { from, message }).await.is_ok()
     }
 
+    /// Asks this node's core for a membership change; `None` if the node loop is gone.
+    pub async fn conf_change(&self, change: ConfChange) -> Option<Result<u64, ConfChangeError>> {
+        let (reply, receiver) = oneshot::channel();
+        self.events.send(Event::ConfChange { change, reply }).await.ok()?;
+        receiver.await.ok()
+    }
+
+    /// Asks this node's core to hand leadership to `target`; `None` if the node loop is gone.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Option<Result<(), TransferError>> {
+        let (reply, receiver) = oneshot::channel();
+        self.events.send(Event::TransferLeadership { target, reply }).await.ok()?;
+        receiver.await.ok()
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.events.send(Event::Shutdown).await;
     }
@@ -178,8 +213,8 @@ pub enum StartError {
 }
 
 /// Opens (and on `--bootstrap`, creates) the data directory and builds the node, as the simulator's
-/// `boot.rs` does with a simulated disk. An empty directory without `--bootstrap` starts with no
-/// configuration: the node is not a member, never votes, and waits to be added.
+/// `boot.rs` does with a simulated disk. An empty directory without `--bootstrap` is initialised with an
+/// empty configuration: the node is not a member, never votes, and waits to be added.
 pub fn build_node(
     config: &ServerConfig,
     transport: PeerQueues,
@@ -204,7 +239,9 @@ pub fn build_node(
                 "the data directory is empty and --bootstrap was not given: this node is not a member, \
                  never votes, and waits to be added to a cluster"
             );
-            None
+            // Storage with an empty configuration (as the simulator's joining nodes): the node can then
+            // store the log a leader sends it once it is added, and learns the configuration from it.
+            Some(storage.bootstrap(Configuration::default())?)
         }
     };
     let incarnation = crate::data_dir::bump_incarnation(Path::new(dir)).map_err(data_dir_error)?;
@@ -267,7 +304,7 @@ pub struct NodeLoop {
 }
 
 /// Starts the node loop thread and its tick timer.
-pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration) -> NodeLoop {
+pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration, book: Arc<AddressBook>) -> NodeLoop {
     let (events, receiver) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let (stopped_tx, stopped) = oneshot::channel();
     let ticker = events.clone();
@@ -278,7 +315,7 @@ pub fn spawn(node: ServerNode, incarnation: u64, tick: Duration) -> NodeLoop {
     std::thread::Builder::new()
         .name("raftkv-node".into())
         .spawn(move || {
-            let result = run(node, incarnation, receiver);
+            let result = run(node, incarnation, receiver, book);
             if let Err(error) = &result {
                 tracing::error!(%error, "the node loop stopped");
             }
@@ -319,7 +356,15 @@ struct LoopState {
     last_role: (Role, u64, Option<NodeId>),
     elections: ElectionWatch,
     metrics: Arc<Metrics>,
+    /// Every member's addresses; refreshed from the state machine, and the source of the transport's peers.
+    book: Arc<AddressBook>,
+    /// Ticks since the peers were last matched to the configuration.
+    ticks_since_peer_sync: u64,
 }
+
+/// How often (in ticks) the node loop refreshes the address book and matches the transport's peers to
+/// the configuration: cheap (a few map lookups), and 10 ticks is well inside an election timeout.
+const PEER_SYNC_INTERVAL_TICKS: u64 = 10;
 
 /// Whether the loop goes on after an event.
 enum Flow {
@@ -327,7 +372,12 @@ enum Flow {
     Stop,
 }
 
-fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>) -> Result<(), String> {
+fn run(
+    mut node: ServerNode,
+    incarnation: u64,
+    mut events: mpsc::Receiver<Event>,
+    book: Arc<AddressBook>,
+) -> Result<(), String> {
     let mut state = LoopState {
         incarnation,
         waiting: HashMap::new(),
@@ -337,7 +387,10 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
         last_role: (Role::Follower, 0, None),
         elections: ElectionWatch::new(node.raft()),
         metrics: node.observer().metrics.clone(),
+        book,
+        ticks_since_peer_sync: 0,
     };
+    crate::peer_sync::sync_peers(&mut node, &state.book);
     while let Some(first) = events.blocking_recv() {
         let batch_started = Instant::now();
         let mut event = Some(first);
@@ -380,7 +433,14 @@ fn run(mut node: ServerNode, incarnation: u64, mut events: mpsc::Receiver<Event>
 /// Feeds one event to the node (inside a batch).
 fn handle_event(node: &mut ServerNode, state: &mut LoopState, event: Event) -> Result<Flow, node::NodeError> {
     match event {
-        Event::Tick => node.tick()?,
+        Event::Tick => {
+            node.tick()?;
+            state.ticks_since_peer_sync += 1;
+            if state.ticks_since_peer_sync >= PEER_SYNC_INTERVAL_TICKS {
+                state.ticks_since_peer_sync = 0;
+                crate::peer_sync::sync_peers(node, &state.book);
+            }
+        }
         Event::Peer { from, message } => {
             state.last_heard.insert(from, Instant::now());
             node.receive(from, message)?
@@ -399,6 +459,24 @@ fn handle_event(node: &mut ServerNode, state: &mut LoopState, event: Event) -> R
             state.backups.insert(state.next_token, reply);
             // The barrier: a linearizable read whose answer we do not need, only its timing.
             node.submit(state.next_token, Command::DbSize, Consistency::Linearizable)?
+        }
+        Event::ConfChange { change, reply } => {
+            let result = node.propose_conf_change(change.clone())?;
+            match &result {
+                Ok(index) => tracing::info!(%change, index, "membership change proposed"),
+                Err(error) => tracing::info!(%change, %error, "membership change refused"),
+            }
+            // The configuration takes effect on append: reach an added member at once.
+            crate::peer_sync::sync_peers(node, &state.book);
+            let _ = reply.send(result);
+        }
+        Event::TransferLeadership { target, reply } => {
+            let result = node.transfer_leadership(target)?;
+            match &result {
+                Ok(()) => tracing::info!(target, "leadership transfer started"),
+                Err(error) => tracing::info!(target, %error, "leadership transfer refused"),
+            }
+            let _ = reply.send(result);
         }
         Event::Shutdown => {
             let _ = node.end_batch();
@@ -495,12 +573,12 @@ fn status_of(node: &ServerNode, state: &LoopState) -> NodeStatus {
         applied_index: node.applied_index(),
         last_index: raft.last_index(),
         snapshot_index: raft.log().snapshot_boundary().0,
-        voters: configuration
-            .members()
-            .into_iter()
-            .filter(|id| !configuration.learners.contains(id))
-            .collect(),
+        voters: configuration.voters.iter().copied().collect(),
+        outgoing_voters: configuration.outgoing_voters.iter().copied().collect(),
         learners: configuration.learners.iter().copied().collect(),
+        configuration_index: raft.configuration_index(),
+        conf_change_in_progress: raft.conf_change_in_progress(),
+        transfer_target: raft.leadership_transfer_target(),
         followers,
         keys: node.state_machine().key_count(),
         pending_requests: node.pending_requests(),

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use crate::address_book::AddressBook;
 use crate::admin::{self, AdminState};
 use crate::client::{self, ClientApi};
+use crate::cluster_admin::ClusterAdmin;
 use crate::config::ServerConfig;
 use crate::info::StaticInfo;
 use crate::metrics::Metrics;
@@ -76,7 +78,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new(config.peers().map(|m| m.id)));
-    let peers = config.peers().map(|m| (m.id, m.peer_addr.clone()));
+    let book = Arc::new(AddressBook::new(config.members_as_advertised()));
     let faults = Arc::new(PeerFaults::default());
     let limits = config.limits;
     let queue_limits = transport::QueueLimits {
@@ -84,17 +86,18 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         max_bytes: limits.max_peer_queue_bytes,
         max_frame_bytes: limits.max_peer_frame_bytes,
     };
+    // The node loop connects to the members of the configuration in force once it has read it.
     let queues = transport::start_outbound(
         config.cluster_id,
         config.node_id,
-        peers,
+        [],
         queue_limits,
         metrics.clone(),
         faults.clone(),
     );
     let (node, incarnation) = node_loop::build_node(&config, queues, metrics.clone())?;
     let tick = Duration::from_millis(config.timing.tick_ms);
-    let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick);
+    let node_loop::NodeLoop { handle, mut stopped } = node_loop::spawn(node, incarnation, tick, book.clone());
 
     let peer_task = tokio::spawn(transport::run_listener(
         peer_listener,
@@ -111,8 +114,13 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         peer_addr: config.peer_advertise(),
         admin_addr: config.admin_advertise(),
         cluster_id: config.cluster_id,
-        members: config.members_as_advertised(),
+        book: book.clone(),
     });
+    let cluster = ClusterAdmin {
+        node: handle.clone(),
+        book: book.clone(),
+        election_timeout: Duration::from_millis(config.timing.election_timeout_ms),
+    };
     let admin_task = admin_listener.map(|listener| {
         let state = AdminState {
             node_id: config.node_id,
@@ -121,11 +129,15 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             health_max_lag_entries: config.health_max_lag_entries,
             peer_faults: faults,
+            cluster: cluster.clone(),
         };
         tokio::spawn(admin::run(listener, Arc::new(state), limits.max_admin_connections))
     });
-    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, metrics));
+    let api = Arc::new(ClientApi::new(handle.clone(), limits, info, metrics, cluster));
     let client_task = tokio::spawn(client::run_listener(client_listener, api));
+    // Asks the cluster to add this node once it can answer the leader (see `join`).
+    let join_task =
+        config.join.is_some().then(|| tokio::spawn(crate::join::join(config.clone(), book.clone())));
     tracing::info!(
         node_id = config.node_id,
         client = %config.client_listen,
@@ -137,6 +149,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
+            // The peers keep running meanwhile: the transfer needs them.
+            hand_off_leadership(&handle, Duration::from_millis(config.timing.election_timeout_ms)).await;
             tracing::info!(signal, "shutting down: no new connections, failing in-flight requests");
             Ok(())
         }
@@ -144,6 +158,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     client_task.abort();
     peer_task.abort();
+    if let Some(task) = join_task {
+        task.abort();
+    }
     if let Some(task) = admin_task {
         task.abort();
     }
@@ -160,6 +177,48 @@ async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         Err(Ok(())) => Ok(()),
         Err(Err(reason)) => Err(ServeError::NodeFailed(reason)),
     }
+}
+
+/// A leader that is asked to stop first hands leadership to the most up-to-date voter (dissertation
+/// §3.10), so the cluster does not sit out an election timeout without a leader. Bounded: after two
+/// election timeouts it stops anyway (the transfer is abandoned by the core after one).
+async fn hand_off_leadership(node: &crate::node_loop::NodeHandle, election_timeout: Duration) {
+    let Some(status) = node.status().await else { return };
+    if status.role != raft::Role::Leader {
+        return;
+    }
+    let target = status
+        .followers
+        .iter()
+        .filter(|f| status.voters.contains(&f.id))
+        .max_by_key(|f| (f.match_index, std::cmp::Reverse(f.since_last_contact)))
+        .map(|f| f.id);
+    let Some(target) = target else {
+        tracing::info!("stopping a leader with no other voter: nobody to hand leadership to");
+        return;
+    };
+    match node.transfer_leadership(target).await {
+        Some(Ok(())) => {
+            tracing::info!(target, "stopping: handing leadership to the most up-to-date voter first")
+        }
+        Some(Err(error)) => {
+            tracing::warn!(target, %error, "stopping without handing leadership over");
+            return;
+        }
+        None => return,
+    }
+    let deadline = Instant::now() + 2 * election_timeout;
+    while Instant::now() < deadline {
+        match node.status().await {
+            Some(now) if now.role != raft::Role::Leader => {
+                tracing::info!(leader = ?now.leader_id, term = now.term, "leadership handed over");
+                return;
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            None => return,
+        }
+    }
+    tracing::warn!(target, "leadership was not handed over in time; stopping anyway");
 }
 
 /// Resolves with the signal's name on SIGINT or SIGTERM.

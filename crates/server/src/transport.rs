@@ -42,8 +42,10 @@ pub struct QueueLimits {
     pub max_frame_bytes: usize,
 }
 
-/// One peer's queue: frames to write, and the bytes and messages they hold (gauges the writer lowers).
+/// One peer's queue: the address its connection task dials, frames to write, and the bytes and messages
+/// they hold (gauges the writer lowers).
 struct PeerQueue {
+    addr: String,
     frames: mpsc::Sender<Bytes>,
     queued: QueuedGauges,
 }
@@ -71,6 +73,8 @@ impl QueuedGauges {
 }
 
 /// The node's [`node::Transport`]: a bounded queue per peer, drained by that peer's connection task.
+/// The set of peers follows the configuration ([`PeerQueues::set_peers`]): a member added at run time
+/// gets a connection, a removed one loses it (dropping its queue ends its task).
 pub struct PeerQueues {
     queues: HashMap<NodeId, PeerQueue>,
     limits: QueueLimits,
@@ -78,6 +82,10 @@ pub struct PeerQueues {
     metrics: Arc<Metrics>,
     /// Test-only cut links (always empty without the `fault-injection` feature).
     faults: Arc<PeerFaults>,
+    cluster_id: u64,
+    own_id: NodeId,
+    /// The tokio runtime the connection tasks run on (the node loop calls in from its own thread).
+    runtime: tokio::runtime::Handle,
 }
 
 impl node::Transport for PeerQueues {
@@ -127,6 +135,47 @@ impl node::Transport for PeerQueues {
     }
 }
 
+impl PeerQueues {
+    /// Makes the peers exactly `peers` (id → peer address; this node's own id is ignored): starts a
+    /// connection to each new one or one whose address changed, and drops the others' queues (their
+    /// tasks end once the queue is drained and closed).
+    pub fn set_peers(&mut self, peers: &std::collections::BTreeMap<NodeId, String>) {
+        self.queues.retain(|id, queue| {
+            let keep = peers.get(id) == Some(&queue.addr);
+            if !keep {
+                tracing::info!(peer = id, addr = %queue.addr, "no longer sending to this peer");
+            }
+            keep
+        });
+        for (&id, addr) in peers {
+            if id != self.own_id && !self.queues.contains_key(&id) {
+                tracing::info!(peer = id, %addr, "sending to a new peer");
+                self.connect(id, addr.clone());
+            }
+        }
+    }
+
+    /// The peers messages go to, with their addresses.
+    pub fn peers(&self) -> std::collections::BTreeMap<NodeId, String> {
+        self.queues.iter().map(|(&id, queue)| (id, queue.addr.clone())).collect()
+    }
+
+    fn connect(&mut self, id: NodeId, addr: String) {
+        let (frames, receiver) = mpsc::channel(self.limits.max_messages);
+        let queued = QueuedGauges::new(&self.metrics, id);
+        let link = Link {
+            cluster_id: self.cluster_id,
+            own_id: self.own_id,
+            peer: id,
+            addr: addr.clone(),
+            metrics: self.metrics.clone(),
+            queued: queued.clone(),
+        };
+        self.runtime.spawn(run_outbound(link, receiver));
+        self.queues.insert(id, PeerQueue { addr, frames, queued });
+    }
+}
+
 /// Creates the queues and starts one connection task per peer. Must run inside the tokio runtime.
 pub fn start_outbound(
     cluster_id: u64,
@@ -136,15 +185,18 @@ pub fn start_outbound(
     metrics: Arc<Metrics>,
     faults: Arc<PeerFaults>,
 ) -> PeerQueues {
-    let mut queues = HashMap::new();
-    for (id, addr) in peers {
-        let (frames, receiver) = mpsc::channel(limits.max_messages);
-        let queued = QueuedGauges::new(&metrics, id);
-        queues.insert(id, PeerQueue { frames, queued: queued.clone() });
-        let link = Link { cluster_id, own_id, peer: id, addr, metrics: metrics.clone(), queued };
-        tokio::spawn(run_outbound(link, receiver));
-    }
-    PeerQueues { queues, limits, dropped: 0, metrics, faults }
+    let mut queues = PeerQueues {
+        queues: HashMap::new(),
+        limits,
+        dropped: 0,
+        metrics,
+        faults,
+        cluster_id,
+        own_id,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    queues.set_peers(&peers.into_iter().collect());
+    queues
 }
 
 /// One outbound connection's fixed facts.

@@ -194,7 +194,13 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64, bootstrap: bool) {
-        let child = self.serve_command(id, bootstrap).spawn().expect("starting raftkv serve");
+        let flags: Vec<String> = if bootstrap { vec!["--bootstrap".into()] } else { Vec::new() };
+        self.spawn_node(id, true, &flags);
+    }
+
+    /// Starts node `id` from [`Cluster::command_for`] and waits until it accepts clients.
+    fn spawn_node(&mut self, id: u64, with_members: bool, flags: &[String]) {
+        let child = self.command_for(id, with_members, flags).spawn().expect("starting raftkv serve");
         self.nodes[id as usize - 1].child = Some(child);
         wait_until(
             Duration::from_secs(20),
@@ -205,7 +211,14 @@ impl Cluster {
 
     /// The `raftkv serve` command line of node `id`, logging to `node-<id>.log` (not started).
     pub fn serve_command(&self, id: u64, bootstrap: bool) -> Command {
-        let members = self.member_flags();
+        let flags: Vec<String> = if bootstrap { vec!["--bootstrap".into()] } else { Vec::new() };
+        self.command_for(id, true, &flags)
+    }
+
+    /// Node `id`'s `raftkv serve` command: with a `--member` flag per node so far if `with_members`,
+    /// plus `flags`.
+    fn command_for(&self, id: u64, with_members: bool, flags: &[String]) -> Command {
+        let members = if with_members { self.member_flags() } else { Vec::new() };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -235,12 +248,10 @@ impl Cluster {
             .args(["--election-timeout-ms", &self.election_timeout_ms.to_string()])
             .args(["--client-timeout-ms", "3000"])
             .args(["--log-level", "info"])
-            .args(&self.extra_args);
+            .args(&self.extra_args)
+            .args(flags);
         for member in &members {
             command.args(["--member", member]);
-        }
-        if bootstrap {
-            command.arg("--bootstrap");
         }
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         command
@@ -256,6 +267,63 @@ impl Cluster {
         let response = self.admin_get(id, "/metrics").expect("GET /metrics");
         assert_eq!(response.status, 200, "{}", response.body);
         response.body
+    }
+
+    /// Starts one more node with free ports, an empty data directory and no `--member` flags, with
+    /// `raftkv serve --join <node via's client address>` (and `--promote` if asked).
+    pub fn join_node(&mut self, via: u64, promote: bool) -> u64 {
+        let id = self.push_node();
+        let mut flags = vec!["--join".to_string(), format!("127.0.0.1:{}", self.node(via).client_port)];
+        if promote {
+            flags.push("--promote".into());
+        }
+        self.spawn_node(id, false, &flags);
+        id
+    }
+
+    fn push_node(&mut self) -> u64 {
+        let ports = free_ports(3);
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(NodeProcess {
+            id,
+            host: "127.0.0.1".to_string(),
+            netns: None,
+            client_port: ports[0],
+            peer_port: ports[1],
+            admin_port: ports[2],
+            child: None,
+        });
+        id
+    }
+
+    /// Starts one more node with free ports and an empty data directory, not bootstrapped: it is not a
+    /// member and waits to be added. Its `--member` flags name every node so far, itself included.
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.push_node();
+        self.start_node(id, false);
+        id
+    }
+
+    /// Node `id`'s addresses as `raftkv member add` takes them: `peer,client,admin`.
+    pub fn addrs(&self, id: u64) -> String {
+        let n = self.node(id);
+        format!("127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}", n.peer_port, n.client_port, n.admin_port)
+    }
+
+    /// Node `id`'s client address.
+    pub fn client_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.node(id).client_port)
+    }
+
+    /// The node among `ids` that says it leads, once every one of `ids` agrees (nodes outside `ids`, such
+    /// as removed members that keep running, are not asked).
+    pub fn leader_among(&self, ids: &[u64]) -> Option<u64> {
+        let leader =
+            ids.iter().copied().find(|&id| self.info_field(id, "role").as_deref() == Some("leader"))?;
+        let agreed = ids
+            .iter()
+            .all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
+        agreed.then_some(leader)
     }
 
     /// kill -9.
@@ -314,12 +382,7 @@ impl Cluster {
     /// The running node that says it leads, once every running node agrees on it.
     pub fn leader(&self) -> Option<u64> {
         let running: Vec<u64> = self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect();
-        let leader =
-            running.iter().copied().find(|&id| self.info_field(id, "role").as_deref() == Some("leader"))?;
-        let agreed = running
-            .iter()
-            .all(|&id| self.info_field(id, "leader_id").as_deref() == Some(leader.to_string().as_str()));
-        agreed.then_some(leader)
+        self.leader_among(&running)
     }
 
     pub fn wait_for_leader(&self, bound: Duration) -> u64 {
@@ -358,6 +421,18 @@ impl Cluster {
     pub fn status_json(&self, id: u64) -> Option<serde_json::Value> {
         let response = self.admin_get(id, "/status").ok()?;
         (response.status == 200).then(|| serde_json::from_str(&response.body).ok())?
+    }
+
+    /// Asserts that every key `key-{i}` of `keys` holds `i`, read through node `reader` (MGET, linearizable).
+    pub fn assert_all_present(&self, reader: u64, keys: &[u64]) {
+        let mut connection = self.connect(reader).unwrap();
+        for chunk in keys.chunks(100) {
+            let names: Vec<String> = chunk.iter().map(|i| format!("key-{i}")).collect();
+            let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&names).query(&mut connection).unwrap();
+            for (i, value) in chunk.iter().zip(values) {
+                assert_eq!(value, Some(*i), "acknowledged write key-{i} read through node {reader}");
+            }
+        }
     }
 
     pub fn commit_index(&self, id: u64) -> u64 {

@@ -199,6 +199,7 @@ fn connection_commands_are_refused_inside_multi_and_doom_it() {
         &["READWRITE"],
         &["AUTH", "x"],
         &["UNWATCH"],
+        &["RAFT.MEMBER", "LIST"],
     ] {
         let mut c = connection();
         run(&mut c, &["MULTI"]);
@@ -602,4 +603,15 @@ fn a_transaction_over_max_request_bytes_is_doomed() {
          transaction"
     );
     assert_eq!(error_text(&mut c, &["EXEC"]), kv::errors::EXECABORT_PREVIOUS_ERRORS);
+}
+
+#[test]
+fn cluster_commands_go_to_the_server_whole_in_any_case() {
+    let mut c = connection();
+    for words in [&["RAFT.MEMBER", "LIST"][..], &["raft.transfer-leader", "2"], &["Raft.Anything"]] {
+        let argv: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+        assert_eq!(run(&mut c, words), Action::Cluster { argv }, "{words:?}");
+    }
+    // The prefix alone is not a cluster command (nor anything else).
+    assert!(error_text(&mut c, &["RAFT."]).contains("unknown command"));
 }

@@ -6,6 +6,7 @@
 //! - `GET /cluster`: every member's `/status` at once, gathered by this node ([`cluster`]);
 //! - `GET /snapshot`: a consistent snapshot of the whole state as one snapshot file, streamed
 //!   (`raftkv backup`; [`backup`]);
+//! - `/members` and `/transfer-leader/{id}`: membership changes ([`members`]);
 //! - `GET /`: the live view, a page that polls `/cluster` ([`web`]; the files are in `web/` at the
 //!   repository root, embedded in the binary).
 //!
@@ -21,6 +22,7 @@
 pub mod backup;
 pub mod cluster;
 pub mod health;
+pub mod members;
 pub mod status;
 pub mod web;
 
@@ -30,7 +32,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -55,6 +57,8 @@ pub struct AdminState {
     /// The transport's test-only fault switch; only `POST /fault/drop-peers` (feature `fault-injection`)
     /// sets it.
     pub peer_faults: Arc<PeerFaults>,
+    /// Runs the membership routes ([`members`]).
+    pub cluster: crate::cluster_admin::ClusterAdmin,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -69,6 +73,33 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(
             "/snapshot",
             get(|State(state): State<Arc<AdminState>>| async move { backup::snapshot(&state.node).await }),
+        )
+        .route(
+            "/members",
+            get(|State(s): State<Arc<AdminState>>| async move {
+                members::run(&s.cluster, vec!["RAFT.MEMBER".into(), "LIST".into()]).await
+            }),
+        )
+        .route(
+            "/members/{id}",
+            post(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>, uri: Uri| async move {
+                members::run(&s.cluster, members::add_arguments(id, uri.query())).await
+            })
+            .delete(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>| async move {
+                members::run(&s.cluster, vec!["RAFT.MEMBER".into(), "REMOVE".into(), id.to_string()]).await
+            }),
+        )
+        .route(
+            "/members/{id}/promote",
+            post(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>| async move {
+                members::run(&s.cluster, vec!["RAFT.MEMBER".into(), "PROMOTE".into(), id.to_string()]).await
+            }),
+        )
+        .route(
+            "/transfer-leader/{id}",
+            post(|State(s): State<Arc<AdminState>>, Path(id): Path<u64>| async move {
+                members::run(&s.cluster, vec!["RAFT.TRANSFER-LEADER".into(), id.to_string()]).await
+            }),
         )
         .route("/", get(|| async { web::asset("index.html") }))
         .route("/{file}", get(get_asset))
@@ -185,7 +216,8 @@ async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
     // Ask every configured member at once, before waiting for this node's own loop.
     let fetches: Vec<_> = state
         .info
-        .members
+        .book
+        .all()
         .iter()
         .filter(|member| member.id != own_id)
         .map(|member| (member.id, tokio::spawn(cluster::fetch_member(member.id, admin_addr(member.id)))))
@@ -195,7 +227,7 @@ async fn get_cluster(State(state): State<Arc<AdminState>>) -> Response {
         Ok(status) => {
             // A member of the configuration in force that the flags do not name: nobody told this node
             // its admin address, so it shows as down with that reason.
-            for &id in status.voters.iter().chain(&status.learners) {
+            for &id in status.voters.iter().chain(&status.outgoing_voters).chain(&status.learners) {
                 if id != own_id && state.info.member(id).is_none() {
                     nodes.push(cluster::MemberState::down(
                         id,

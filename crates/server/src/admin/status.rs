@@ -25,8 +25,13 @@ pub struct StatusView {
     pub last_index: u64,
     /// The index the log starts after: the latest snapshot's (0 until the log is ever compacted).
     pub snapshot_index: u64,
-    /// The members of the configuration in force, with the addresses this node's configuration gives.
+    /// The members of the configuration in force, with the addresses this node knows for them.
     pub members: Vec<MemberView>,
+    /// The configuration in force, by role; `outgoing_voters` is non-empty while a joint change is in
+    /// progress.
+    pub configuration: ConfigurationView,
+    /// On a leader handing over leadership: to whom.
+    pub leadership_transfer_target: Option<NodeId>,
     /// On the leader: each follower's replication progress; empty on other roles.
     pub followers: Vec<FollowerView>,
     pub pending_requests: usize,
@@ -45,6 +50,19 @@ pub struct MemberView {
 }
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct ConfigurationView {
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// C_old's voters while a joint change C_old,new is in progress; empty otherwise.
+    pub outgoing_voters: Vec<NodeId>,
+    pub joint: bool,
+    /// The log index of the entry this configuration came from.
+    pub index: u64,
+    /// True while a change is under way (its entry uncommitted, or still joint).
+    pub change_in_progress: bool,
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct FollowerView {
     pub id: NodeId,
     pub match_index: u64,
@@ -54,9 +72,12 @@ pub struct FollowerView {
 }
 
 pub fn view(info: &StaticInfo, status: &NodeStatus) -> StatusView {
-    let member = |id: NodeId| member_view(id, status.voters.contains(&id), info.member(id));
-    let mut ids: Vec<NodeId> = status.voters.iter().chain(&status.learners).copied().collect();
+    let is_voter = |id: NodeId| status.voters.contains(&id) || status.outgoing_voters.contains(&id);
+    let member = |id: NodeId| member_view(id, is_voter(id), info.member(id).as_ref());
+    let mut ids: Vec<NodeId> =
+        status.voters.iter().chain(&status.outgoing_voters).chain(&status.learners).copied().collect();
     ids.sort_unstable();
+    ids.dedup();
     StatusView {
         id: status.node_id,
         cluster_id: format!("{:#x}", info.cluster_id),
@@ -69,6 +90,15 @@ pub fn view(info: &StaticInfo, status: &NodeStatus) -> StatusView {
         last_index: status.last_index,
         snapshot_index: status.snapshot_index,
         members: ids.into_iter().map(member).collect(),
+        configuration: ConfigurationView {
+            voters: status.voters.clone(),
+            learners: status.learners.clone(),
+            outgoing_voters: status.outgoing_voters.clone(),
+            joint: !status.outgoing_voters.is_empty(),
+            index: status.configuration_index,
+            change_in_progress: status.conf_change_in_progress,
+        },
+        leadership_transfer_target: status.transfer_target,
         followers: status.followers.iter().map(follower_view).collect(),
         pending_requests: status.pending_requests,
         keys: status.keys,
@@ -121,7 +151,11 @@ mod tests {
             peer_addr: "10.0.0.1:7101".into(),
             admin_addr: Some("10.0.0.1:8001".into()),
             cluster_id: 0x4d,
-            members: vec![member(1), member(2), member(3)],
+            book: std::sync::Arc::new(crate::address_book::AddressBook::new([
+                member(1),
+                member(2),
+                member(3),
+            ])),
         };
         let status = NodeStatus {
             node_id: 1,
@@ -134,7 +168,11 @@ mod tests {
             last_index: 11,
             snapshot_index: 0,
             voters: vec![1, 2, 3],
+            outgoing_voters: vec![],
             learners: vec![],
+            configuration_index: 0,
+            conf_change_in_progress: false,
+            transfer_target: None,
             followers: vec![
                 FollowerStatus { id: 2, match_index: 11, next_index: 12, since_last_contact: None },
                 FollowerStatus {
