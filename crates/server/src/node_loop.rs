@@ -92,6 +92,35 @@ pub struct NodeStatus {
     pub incarnation: u64,
 }
 
+#[cfg(test)]
+impl NodeStatus {
+    /// For tests of the pages built from a status: a follower of a quiet 3-voter cluster with nothing
+    /// applied, to be changed with struct-update syntax where a test cares.
+    pub(crate) fn example() -> NodeStatus {
+        NodeStatus {
+            node_id: 2,
+            role: Role::Follower,
+            term: 3,
+            leader_id: Some(1),
+            vote: None,
+            commit_index: 0,
+            applied_index: 0,
+            last_index: 0,
+            snapshot_index: 0,
+            voters: vec![1, 2, 3],
+            outgoing_voters: vec![],
+            learners: vec![],
+            configuration_index: 0,
+            conf_change_in_progress: false,
+            transfer_target: None,
+            followers: vec![],
+            keys: 0,
+            pending_requests: 0,
+            incarnation: 1,
+        }
+    }
+}
+
 /// What a backup streams: a frozen view of the state machine (O(1) to take, written by another thread)
 /// and the Raft metadata at its applied index.
 ///

@@ -43,25 +43,12 @@ mod tests {
 
     fn follower(leader_id: Option<u64>, commit_index: u64, applied_index: u64) -> NodeStatus {
         NodeStatus {
-            node_id: 2,
             role: if leader_id.is_some() { Role::Follower } else { Role::PreCandidate },
-            term: 3,
             leader_id,
-            vote: None,
             commit_index,
             applied_index,
             last_index: commit_index,
-            snapshot_index: 0,
-            voters: vec![1, 2, 3],
-            outgoing_voters: vec![],
-            learners: vec![],
-            configuration_index: 0,
-            conf_change_in_progress: false,
-            transfer_target: None,
-            followers: vec![],
-            keys: 0,
-            pending_requests: 0,
-            incarnation: 1,
+            ..NodeStatus::example()
         }
     }
 

@@ -166,13 +166,6 @@ mod tests {
             commit_index: 10,
             applied_index: 9,
             last_index: 11,
-            snapshot_index: 0,
-            voters: vec![1, 2, 3],
-            outgoing_voters: vec![],
-            learners: vec![],
-            configuration_index: 0,
-            conf_change_in_progress: false,
-            transfer_target: None,
             followers: vec![
                 FollowerStatus { id: 2, match_index: 11, next_index: 12, since_last_contact: None },
                 FollowerStatus {
@@ -183,8 +176,8 @@ mod tests {
                 },
             ],
             keys: 5,
-            pending_requests: 0,
             incarnation: 2,
+            ..NodeStatus::example()
         };
         let view = view(&info, &status);
         assert_eq!(view.role, "leader");
