@@ -155,15 +155,18 @@ impl LocalCluster {
 }
 
 impl Drop for LocalCluster {
+    /// Ctrl-C to `raftkv local` (it stops its nodes), SIGKILL if it has not exited within 30 s (its
+    /// nodes then get the parent-death signal). Never panics: it also runs while a test unwinds.
     fn drop(&mut self) {
-        if self.supervisor.is_some() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        let Some(mut child) = self.supervisor.take() else { return };
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
-        // The nodes stop with their supervisor (SIGTERM, or the parent-death signal if it was killed).
-        if let Some(mut child) = self.supervisor.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -173,14 +176,19 @@ pub fn ports(base_port: u16, id: u64) -> (u16, u16, u16) {
     (base_port + offset, base_port + 100 + offset, base_port + 200 + offset)
 }
 
-/// A base port whose client, peer and admin ranges for [`MAX_NODES`] nodes are free right now.
+/// A base port whose client, peer and admin ranges for [`MAX_NODES`] nodes are free right now. It is
+/// drawn below Linux's ephemeral range (32768 and up), where outgoing connections — other tests' clients
+/// on this shared machine — would take ports out from under a node between this check and its bind.
 pub fn free_base_port() -> u16 {
-    for _ in 0..100 {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = probe.saturating_sub(300).max(20_000);
+    const LOWEST: u32 = 20_000;
+    const SPAN: u32 = 32_768 - 300 - LOWEST;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let start = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+    for attempt in 0..200u32 {
+        let base = (LOWEST + start.wrapping_add(attempt.wrapping_mul(7_919)) % SPAN) as u16;
         let held: Vec<_> = (1..=u64::from(MAX_NODES))
             .map(|id| ports(base, id))
-            .flat_map(|(c, p, a)| [c, p, a])
+            .flat_map(|(client, peer, admin)| [client, peer, admin])
             .map(|port| TcpListener::bind(("127.0.0.1", port)))
             .collect();
         if held.iter().all(Result::is_ok) {
