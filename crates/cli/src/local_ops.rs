@@ -82,6 +82,14 @@ fn add(args: &AddArgs) -> Result<String, String> {
         if roles.iter().any(|line| role_of(line, id) == Some(wanted)) {
             break;
         }
+        // A node that could not start (a port taken, say) ends its log with serve's one error line.
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = log_text.lines().rev().find(|l| l.starts_with("raftkv serve: ")) {
+            return Err(format!(
+                "node {id} did not start ({line}); drop it with raftkv local remove {id}{}",
+                crate::local::dir_flag(&args.dir)
+            ));
+        }
         if !local_file::supervisor_running(&args.dir)? {
             return Err(format!(
                 "raftkv local on {} stopped before node {id} joined; it starts node {id} when it runs again",
