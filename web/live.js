@@ -46,13 +46,47 @@ function summarize(view) {
     }
   }
   const terms = nodes.filter((n) => n.up).map((n) => n.status.term);
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  // The leader's configuration is the one that changes (dissertation §4); without a leader, the serving
+  // node's view.
+  const source = leader || byId.get(view.served_by);
   return {
     servedBy: view.served_by,
     nodes,
-    byId: new Map(nodes.map((n) => [n.id, n])),
+    byId,
     leader,
     maxTerm: terms.length ? Math.max(...terms) : 0,
+    configuration: source && source.up ? source.status.configuration || null : null,
   };
+}
+
+function idList(ids) {
+  return ids && ids.length ? ids.join(",") : "none";
+}
+
+// One line for a configuration: during a joint change (§6) both halves, old → new, and the entry.
+function describeConfiguration(configuration) {
+  const c = configuration;
+  const learners = c.learners.length ? ` · learners ${idList(c.learners)}` : "";
+  if (c.joint) {
+    return `joint C_old,new → C_new: voters {${idList(c.outgoing_voters)}} → {${idList(c.voters)}}${learners} (configuration entry ${c.index})`;
+  }
+  const pending = c.change_in_progress ? ", not yet committed" : "";
+  return `voters ${idList(c.voters)}${learners} (configuration entry ${c.index}${pending})`;
+}
+
+// A node's place in the configuration: voter or learner; during a joint change, a voter of only the old
+// half is leaving and one of only the new half joining.
+function membershipOf(configuration, id) {
+  const c = configuration;
+  if (!c) return "unknown";
+  const incoming = c.voters.includes(id);
+  const outgoing = (c.outgoing_voters || []).includes(id);
+  if (c.learners.includes(id)) return "learner";
+  if (c.joint && incoming && !outgoing) return "voter (joining)";
+  if (c.joint && outgoing && !incoming) return "voter (leaving)";
+  if (incoming || outgoing) return "voter";
+  return "not a member";
 }
 
 function clock() {
@@ -72,6 +106,7 @@ function deriveEvents(before, now) {
     const up = now.nodes.filter((n) => n.up).length;
     addEvent("info", `watching ${now.nodes.length} nodes through node ${now.servedBy} (${up} up)`);
     if (now.leader) addEvent("leader", `node ${now.leader.id} leads in term ${now.leader.status.term}`);
+    if (now.configuration) addEvent("info", `configuration: ${describeConfiguration(now.configuration)}`);
     return;
   }
   for (const node of now.nodes) {
@@ -88,6 +123,10 @@ function deriveEvents(before, now) {
   }
   if (now.maxTerm > before.maxTerm) {
     addEvent("election", `term ${before.maxTerm} → ${now.maxTerm}: an election was held`);
+  }
+  const oldIndex = before.configuration ? before.configuration.index : null;
+  if (now.configuration && now.configuration.index !== oldIndex) {
+    addEvent("info", `configuration changed: ${describeConfiguration(now.configuration)}`);
   }
   const oldLeader = before.leader ? before.leader.id : null;
   const newLeader = now.leader ? now.leader.id : null;
@@ -120,11 +159,14 @@ function lagOf(node, summary) {
 
 function card(node, summary) {
   const served = node.id === summary.servedBy ? h("span", { class: "served" }, "serves this page") : null;
+  const member = membershipOf(summary.configuration, node.id);
+  const memberLine = h("div", { class: `member ${member.split(" ")[0]}` }, member);
   if (!node.up) {
     return h(
       "article",
-      { class: "node down", "data-id": node.id, "data-role": "down" },
+      { class: "node down", "data-id": node.id, "data-role": "down", "data-member": member },
       h("header", {}, h("span", { class: "name" }, `node ${node.id}`), h("span", { class: "pill down" }, "down")),
+      memberLine,
       h("div", { class: "why" }, node.error || "unreachable"),
       h("div", { class: "addr" }, node.addr || "no admin address"),
       served,
@@ -155,13 +197,14 @@ function card(node, summary) {
   }
   return h(
     "article",
-    { class: `node ${role}${isLeader ? " leader" : ""}`, "data-id": node.id, "data-role": role },
+    { class: `node ${role}${isLeader ? " leader" : ""}`, "data-id": node.id, "data-role": role, "data-member": member },
     h(
       "header",
       {},
       h("span", { class: "name" }, `node ${node.id}`),
       h("span", { class: `pill ${role}` }, isLeader ? "★ leader" : role),
     ),
+    memberLine,
     list,
     h("div", { class: "addr" }, node.addr || ""),
     served,
@@ -175,6 +218,9 @@ function render(summary) {
   leader.dataset.leader = summary.leader ? String(summary.leader.id) : "";
   leader.replaceChildren("leader: ", h("b", {}, summary.leader ? `node ${summary.leader.id}` : "none"));
   document.getElementById("term").textContent = `term ${summary.maxTerm}`;
+  const configuration = document.getElementById("configuration");
+  configuration.className = summary.configuration && summary.configuration.joint ? "joint" : "";
+  configuration.textContent = summary.configuration ? describeConfiguration(summary.configuration) : "";
   const list = document.getElementById("events");
   list.replaceChildren(
     ...state.events.map((event) => h("li", { class: event.kind }, h("time", {}, event.time), h("span", {}, event.text))),

@@ -12,6 +12,8 @@ mod check;
 mod force_new_cluster;
 mod limits;
 mod local;
+mod local_file;
+mod local_ops;
 mod member;
 mod restore;
 mod serve;
@@ -36,8 +38,9 @@ enum Command {
     Version,
     /// Run one node of a cluster (flags or a TOML file).
     Serve(Box<serve::ServeArgs>),
-    /// Start a whole local cluster (3 or 5 processes on 127.0.0.1) and keep it running until Ctrl-C.
-    Local(local::LocalArgs),
+    /// Start a whole local cluster (3 or 5 processes on 127.0.0.1) and keep it running until Ctrl-C;
+    /// `raftkv local add` / `raftkv local remove ID` grow or shrink the running one.
+    Local(Box<local::LocalArgs>),
     /// Print a table of every node: id, address, role, term, commit, applied, lag.
     Status(status::StatusArgs),
     /// Save a consistent snapshot of a running cluster to a file (from any node's admin endpoint).
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve::run(*args),
-        Command::Local(args) => local::run(args),
+        Command::Local(args) => local::run(*args),
         Command::Status(args) => status::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => restore::run(args),

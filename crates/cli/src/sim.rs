@@ -115,15 +115,12 @@ fn run_one(args: &SimArgs, seed: u64) -> ExitCode {
 fn run_campaign(args: &SimArgs) -> ExitCode {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let campaign = Campaign {
-        seeds: args.seeds.clone(),
-        nodes: args.nodes as usize,
-        ticks: args.ticks,
-        clients: args.clients,
-        threads,
         stop_at_first_failure: args.stop_at_first_failure,
-        #[cfg(feature = "inject-bugs")]
-        injected_bug: args.inject_bug,
+        ..Campaign::new(args.seeds.clone(), args.nodes as usize, args.ticks, args.clients, threads)
     };
+    // The CLI's feature turns sim's on, so the switch exists here; with only sim's on, it stays off.
+    #[cfg(feature = "inject-bugs")]
+    let campaign = campaign.with_injected_bug(args.inject_bug);
     let total = campaign.seeds.end() - campaign.seeds.start() + 1;
     println!(
         "raftkv sim: seeds {}..{} ({total}), {} nodes, {} ticks each, {threads} threads",

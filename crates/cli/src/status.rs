@@ -39,16 +39,13 @@ pub fn query(addr: &str) -> Result<Info, String> {
     Ok(server::info::parse(&String::from_utf8_lossy(&body)))
 }
 
+/// The client addresses of the local cluster's running nodes in `dir` (those `raftkv local add` added
+/// included, removed ones not), or of a default 3-node cluster when `dir` holds none.
 pub fn default_nodes(dir: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("local.toml")).unwrap_or_default();
-    let field = |key: &str, default: u64| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|r| r.trim().strip_prefix('=')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(default)
-    };
-    let (nodes, base) = (field("nodes", 3), field("base_port", 7001));
-    (0..nodes).map(|i| format!("127.0.0.1:{}", base + i)).collect()
+    match crate::local_file::LocalFile::read(dir) {
+        Ok(Some(local)) => local.running_ids().into_iter().map(|id| local.client_addr(id)).collect(),
+        _ => (0..3).map(|i| format!("127.0.0.1:{}", 7001 + i)).collect(),
+    }
 }
 
 pub fn run(args: StatusArgs) -> ExitCode {

@@ -6,199 +6,11 @@
 mod harness;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use harness::clients::{assert_linearizable, Writer};
 use harness::{wait_until, Cluster, LEADER_BOUND};
 use redis::Commands;
-
-/// Runs `raftkv ARGS --node ADDR`; returns stdout, or panics with stderr.
-fn raftkv(cluster: &Cluster, via: u64, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
-        .args(args)
-        .args(["--node", &cluster.client_addr(via)])
-        .output()
-        .expect("running raftkv");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "raftkv {args:?} via node {via} failed: {}{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// Clients that keep working through every node in turn until stopped: one writes `key-i = i` (each key
-/// once; the acknowledged ones come back from `stop`), and [`HISTORY_CLIENTS`] more write and read three
-/// shared registers, recording a Jepsen-style history for `raftkv check` (an error that proves nothing
-/// was applied is `:fail`, any other error on a write `:info`, after which the client continues as a new
-/// process, as Jepsen's clients do).
-struct Writer {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<u64>>,
-    history_threads: Vec<JoinHandle<()>>,
-    history: Arc<Mutex<Vec<String>>>,
-}
-
-const HISTORY_CLIENTS: u64 = 3;
-
-/// One connection per node, opened on demand and dropped after an error.
-struct Connections {
-    ports: Vec<u16>,
-    open: Vec<Option<redis::Connection>>,
-}
-
-impl Connections {
-    fn new(ports: Vec<u16>) -> Connections {
-        let open = ports.iter().map(|_| None).collect();
-        Connections { ports, open }
-    }
-
-    fn get(&mut self, slot: usize) -> Option<&mut redis::Connection> {
-        let slot = slot % self.ports.len();
-        if self.open[slot].is_none() {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[slot])).unwrap();
-            let connection = client.get_connection_with_timeout(Duration::from_millis(500)).ok()?;
-            connection.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-            self.open[slot] = Some(connection);
-        }
-        self.open[slot].as_mut()
-    }
-
-    fn forget(&mut self, slot: usize) {
-        let slot = slot % self.ports.len();
-        self.open[slot] = None;
-    }
-}
-
-impl Writer {
-    fn start(ports: Vec<u16>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let writer_ports = ports.clone();
-        let thread = std::thread::spawn(move || {
-            let mut acknowledged = Vec::new();
-            let mut connections = Connections::new(writer_ports);
-            let mut i = 0u64;
-            // Bounded by the test's own steps; the count guards against a runaway loop.
-            while !stopping.load(Ordering::SeqCst) && i < 1_000_000 {
-                i += 1;
-                let Some(connection) = connections.get(i as usize) else { continue };
-                match connection.set::<_, _, ()>(format!("key-{i}"), i) {
-                    Ok(()) => acknowledged.push(i),
-                    Err(_) => {
-                        connections.forget(i as usize);
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
-            }
-            acknowledged
-        });
-        let history = Arc::new(Mutex::new(Vec::new()));
-        let history_threads = (0..HISTORY_CLIENTS)
-            .map(|client| {
-                let (stopping, history, ports) = (stop.clone(), history.clone(), ports.clone());
-                std::thread::spawn(move || record_history(client, ports, &stopping, &history))
-            })
-            .collect();
-        Writer { stop, thread, history_threads, history }
-    }
-
-    /// Stops every client; the acknowledged keys and the recorded history.
-    fn stop(self) -> (Vec<u64>, String) {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.history_threads {
-            thread.join().expect("a history client");
-        }
-        let acknowledged = self.thread.join().expect("the writer thread");
-        let history = self.history.lock().unwrap().join("\n") + "\n";
-        (acknowledged, history)
-    }
-}
-
-fn record_history(client: u64, ports: Vec<u16>, stopping: &AtomicBool, history: &Mutex<Vec<String>>) {
-    let mut connections = Connections::new(ports);
-    let mut process = client;
-    let record = |line: String| history.lock().unwrap().push(line);
-    for op in 0..100_000u64 {
-        if stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let slot = (op + client) as usize;
-        let key = format!("r{}", op % 3);
-        let Some(connection) = connections.get(slot) else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        if op % 2 == 0 {
-            let value = format!("{client}-{op}");
-            record(format!(
-                "{{:process {process}, :type :invoke, :f :write, :key \"{key}\", :value \"{value}\"}}"
-            ));
-            let outcome = match connection.set::<_, _, ()>(&key, &value) {
-                Ok(()) => ":ok",
-                // Refused before it was proposed: certainly not applied.
-                Err(e) if e.to_string().contains("TryAgain") && !e.to_string().contains("may or may not") => {
-                    ":fail"
-                }
-                Err(_) => ":info",
-            };
-            record(format!(
-                "{{:process {process}, :type {outcome}, :f :write, :key \"{key}\", :value \"{value}\"}}"
-            ));
-            if outcome != ":ok" {
-                connections.forget(slot);
-            }
-            if outcome == ":info" {
-                process += HISTORY_CLIENTS;
-            }
-        } else {
-            record(format!("{{:process {process}, :type :invoke, :f :read, :key \"{key}\", :value nil}}"));
-            match connection.get::<_, Option<String>>(&key) {
-                Ok(value) => {
-                    let value = value.map_or("nil".to_string(), |v| format!("\"{v}\""));
-                    record(format!(
-                        "{{:process {process}, :type :ok, :f :read, :key \"{key}\", :value {value}}}"
-                    ));
-                }
-                Err(_) => {
-                    // A read changes nothing, so a failed one simply did not happen.
-                    record(format!(
-                        "{{:process {process}, :type :fail, :f :read, :key \"{key}\", :value nil}}"
-                    ));
-                    connections.forget(slot);
-                }
-            }
-        }
-    }
-}
-
-/// `raftkv check` on a recorded history: exit 0 and a `linearizable` verdict.
-fn assert_linearizable(dir: &std::path::Path, history: &str) {
-    let path = dir.join("history.edn");
-    std::fs::write(&path, history).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_raftkv")).arg("check").arg(&path).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.lines().last().unwrap_or("").starts_with("linearizable"),
-        "raftkv check on {} operations: {stdout}{}",
-        history.lines().count() / 2,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!(
-        "history of {} operations: {}",
-        history.lines().count() / 2,
-        stdout.lines().last().unwrap_or("")
-    );
-}
-
-fn voters_in_status(cluster: &Cluster, id: u64) -> Vec<u64> {
-    let status = cluster.status_json(id).expect("a /status answer");
-    let voters = status["configuration"]["voters"].as_array().expect("configuration.voters").clone();
-    voters.iter().map(|v| v.as_u64().unwrap()).collect()
-}
 
 fn term_of(cluster: &Cluster, id: u64) -> u64 {
     cluster.info_field(id, "term").and_then(|t| t.parse().ok()).expect("a term")
@@ -214,19 +26,19 @@ fn grow_three_to_five_while_writing_transfer_twice_then_remove_two_and_lose_noth
     // Node 4 as a voter in one command (learner, then promoted once caught up), sent to a follower.
     let leader = wait_for_leader_among(&cluster, &[1, 2, 3]);
     let follower = (1..=3).find(|&id| id != leader).unwrap();
-    let added = raftkv(&cluster, follower, &["member", "add", "4", &cluster.addrs(four)]);
+    let added = cluster.raftkv(follower, &["member", "add", "4", &cluster.addrs(four)]);
     assert!(added.contains("node 4 is a voter"), "{added}");
     // Node 5 as a learner, then promoted: both through node 4, the new member.
-    let added = raftkv(&cluster, four, &["member", "add", "5", &cluster.addrs(five), "--learner"]);
+    let added = cluster.raftkv(four, &["member", "add", "5", &cluster.addrs(five), "--learner"]);
     assert!(added.contains("node 5 added as a learner"), "{added}");
-    let list = raftkv(&cluster, 1, &["member", "list"]);
+    let list = cluster.raftkv(1, &["member", "list"]);
     assert!(list.lines().any(|l| l.starts_with("5 learner")), "{list}");
-    let promoted = raftkv(&cluster, 1, &["member", "promote", "5"]);
+    let promoted = cluster.raftkv(1, &["member", "promote", "5"]);
     assert!(promoted.contains("node 5 is a voter"), "{promoted}");
     let everyone = [1, 2, 3, 4, 5];
     wait_until(
         LEADER_BOUND,
-        || everyone.iter().all(|&id| voters_in_status(&cluster, id) == everyone),
+        || everyone.iter().all(|&id| cluster.voters(id) == everyone),
         || "every node to see five voters".into(),
     );
     // The HTTP view of the same list, from a node that joined.
@@ -243,7 +55,7 @@ fn grow_three_to_five_while_writing_transfer_twice_then_remove_two_and_lose_noth
         let leader = wait_for_leader_among(&cluster, &everyone);
         let target = if leader == target { 3 } else { target };
         let via = everyone.iter().copied().find(|&id| id != leader && id != target).unwrap();
-        let moved = raftkv(&cluster, via, &["transfer-leader", &target.to_string()]);
+        let moved = cluster.raftkv(via, &["transfer-leader", &target.to_string()]);
         assert!(moved.contains(&format!("node {target} leads")), "{moved}");
         wait_until(
             LEADER_BOUND,
@@ -255,16 +67,16 @@ fn grow_three_to_five_while_writing_transfer_twice_then_remove_two_and_lose_noth
     // Remove the leader and node 1; both keep running.
     let old_leader = wait_for_leader_among(&cluster, &everyone);
     let via = if old_leader == 2 { 3 } else { 2 };
-    let removed = raftkv(&cluster, via, &["member", "remove", &old_leader.to_string()]);
+    let removed = cluster.raftkv(via, &["member", "remove", &old_leader.to_string()]);
     assert!(removed.contains(&format!("node {old_leader} removed")), "{removed}");
     let other = if old_leader == 1 { 2 } else { 1 };
     let remaining: Vec<u64> =
         everyone.iter().copied().filter(|&id| id != old_leader && id != other).collect();
-    let removed_second = raftkv(&cluster, remaining[0], &["member", "remove", &other.to_string()]);
+    let removed_second = cluster.raftkv(remaining[0], &["member", "remove", &other.to_string()]);
     assert!(removed_second.contains(&format!("node {other} removed")), "{removed_second}");
     wait_until(
         LEADER_BOUND,
-        || remaining.iter().all(|&id| voters_in_status(&cluster, id) == remaining),
+        || remaining.iter().all(|&id| cluster.voters(id) == remaining),
         || format!("the remaining nodes {remaining:?} to see only themselves as voters"),
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -312,7 +124,7 @@ fn a_node_that_lost_its_disk_is_replaced_by_a_new_member() {
     cluster.kill(lost);
     std::fs::remove_dir_all(cluster.dir.join(format!("node-{lost}"))).unwrap();
     let survivor = (1..=3).find(|&id| id != lost).unwrap();
-    let removed = raftkv(&cluster, survivor, &["member", "remove", &lost.to_string()]);
+    let removed = cluster.raftkv(survivor, &["member", "remove", &lost.to_string()]);
     assert!(removed.contains("removed"), "{removed}");
     // A new member under a new id with an empty directory joins through a survivor and is promoted.
     let new = cluster.join_node(survivor, true);
@@ -320,7 +132,7 @@ fn a_node_that_lost_its_disk_is_replaced_by_a_new_member() {
     let members: Vec<u64> = (1..=3).filter(|&id| id != lost).chain([new]).collect();
     wait_until(
         LEADER_BOUND,
-        || members.iter().all(|&id| voters_in_status(&cluster, id) == members),
+        || members.iter().all(|&id| cluster.voters(id) == members),
         || format!("every member to see voters {members:?}"),
     );
     for i in 200..250u64 {
@@ -385,7 +197,7 @@ fn force_new_cluster_turns_one_survivor_of_a_lost_majority_into_a_one_node_clust
     );
     cluster.start_node(1, false);
     wait_for_leader_among(&cluster, &[1]);
-    assert_eq!(voters_in_status(&cluster, 1), [1]);
+    assert_eq!(cluster.voters(1), [1]);
     let mut connection = cluster.connect(1).unwrap();
     let _: () = connection.set("after", "forced").unwrap();
     for i in 0..20u64 {

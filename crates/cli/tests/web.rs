@@ -77,6 +77,62 @@ fn the_live_view_names_the_leader_and_shows_a_new_one_after_the_leader_is_killed
     assert!(browser.exceptions.is_empty(), "the page threw: {:?}", browser.exceptions);
 }
 
+/// A joint change (§6) is too brief on a real cluster to be caught by a screenshot, so the page is
+/// fed a fixture: the real `/cluster` answer with the configuration of a change from {1,2,3} to
+/// {1,2,4} in progress and node 5 a learner (nodes 4 and 5 down). The page must say which voters leave,
+/// which join, who learns, and the configuration entry.
+#[test]
+fn the_live_view_draws_a_joint_configuration_with_leaving_and_joining_voters_and_learners() {
+    let test = "the_live_view_draws_a_joint_configuration_with_leaving_and_joining_voters_and_learners";
+    let Some(mut browser) = Browser::launch(test) else { return };
+    let cluster = Cluster::start("web-joint", 3);
+    cluster.wait_for_leader(LEADER_BOUND);
+    browser.navigate(&format!("http://127.0.0.1:{}/", cluster.node(1).admin_port));
+    browser.wait_for(Duration::from_secs(10), "the page to name a leader", SHOWN_LEADER);
+    let shown = browser.eval("document.getElementById('configuration').textContent");
+    assert!(shown.as_str().unwrap().starts_with("voters 1,2,3 (configuration entry"), "{shown}");
+    assert_eq!(browser.eval(&card_member(2)), "voter");
+
+    let mut fixture: Value = serde_json::from_str(&cluster.admin_get(1, "/cluster").unwrap().body).unwrap();
+    let joint = serde_json::json!({"voters": [1, 2, 4], "learners": [5], "outgoing_voters": [1, 2, 3],
+        "joint": true, "index": 42, "change_in_progress": true});
+    let nodes = fixture["nodes"].as_array_mut().unwrap();
+    for node in nodes.iter_mut() {
+        node["status"]["configuration"] = joint.clone();
+    }
+    for id in [4, 5] {
+        nodes.push(
+            serde_json::json!({"id": id, "admin_addr": null, "up": false, "error": "connection refused"}),
+        );
+    }
+    // Every later poll gets the fixture.
+    browser.eval(&format!(
+        "(() => {{ const fixture = {fixture}; window.fetch = async () => new Response(JSON.stringify(fixture)); }})()"
+    ));
+    let drawn = browser.wait_for(
+        Duration::from_secs(5),
+        "the page to draw the joint configuration",
+        "(t => t.includes('joint') ? t : '')(document.getElementById('configuration').textContent)",
+    );
+    assert_eq!(
+        drawn,
+        "joint C_old,new → C_new: voters {1,2,3} → {1,2,4} · learners 5 (configuration entry 42)"
+    );
+    for (id, member) in [(1, "voter"), (3, "voter (leaving)"), (4, "voter (joining)"), (5, "learner")] {
+        assert_eq!(browser.eval(&card_member(id)), member, "node {id}'s card");
+    }
+    let card = browser.eval("document.querySelector('.node[data-id=\"3\"]').innerText");
+    assert!(card.as_str().unwrap().contains("voter (leaving)"), "{card}");
+    let events = browser.eval("document.getElementById('events').innerText");
+    assert!(events.as_str().unwrap().contains("configuration changed: joint C_old,new"), "{events}");
+    browser.screenshot("live-view-joint-configuration");
+    assert!(browser.exceptions.is_empty(), "the page threw: {:?}", browser.exceptions);
+}
+
+fn card_member(id: u64) -> String {
+    format!("((document.querySelector('.node[data-id=\"{id}\"]') || {{dataset: {{}}}}).dataset.member || '')")
+}
+
 #[test]
 fn cluster_gathers_every_members_status_and_marks_a_dead_one_down_quickly() {
     let mut cluster = Cluster::start("web-cluster", 3);

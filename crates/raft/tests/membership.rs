@@ -277,3 +277,86 @@ fn transfer_is_refused_to_non_voters() {
     );
     assert!(matches!(cluster.raft_mut(2).transfer_leadership(3), Err(raft::TransferError::NotLeader { .. })));
 }
+
+/// §6, dissertation §4.1: a configuration takes effect when appended, so an uncommitted C_old,new that a
+/// later leader overwrites is undone on every node that held it — the node it removed included. That
+/// node falls back to the previous configuration, in which it is a voter again: it may campaign, and win.
+#[test]
+fn a_node_removed_by_an_overwritten_joint_entry_is_a_voter_again_and_can_win() {
+    let mut cluster = Cluster::new(5);
+    cluster.elect(1);
+    // Leader 1 reaches only node 5: the joint entry removing node 5 gets to node 5 and nobody else.
+    cluster.partition(&[&[1, 5], &[2, 3, 4]]);
+    let joint = change(&mut cluster, 1, ConfChange::RemoveMember(5)).unwrap();
+    assert_eq!(cluster.raft(5).last_index(), joint);
+    assert!(cluster.raft(5).configuration().is_joint(), "node 5: {}", cluster.raft(5));
+    assert!(cluster.raft(1).commit_index() < joint, "C_old,new needs a majority of both halves");
+
+    // Nodes 2..4, a majority of C_old, elect a leader of a later term that never saw the entry.
+    cluster.crash(1);
+    cluster.partition(&[&[5], &[2, 3, 4]]);
+    let new_leader = (2..=4).find(|&id| cluster.campaign(id) == Role::Leader).expect("2..4 elect a leader");
+    cluster.propose(new_leader, "after");
+    cluster.heal();
+    cluster.run(5);
+    assert_eq!(
+        cluster.raft(5).log().entry(joint).map(|e| e.term),
+        cluster.raft(new_leader).log().entry(joint).map(|e| e.term)
+    );
+    assert_eq!(
+        cluster.raft(5).configuration(),
+        &simple(&[1, 2, 3, 4, 5], &[]),
+        "node 5: {}",
+        cluster.raft(5)
+    );
+    assert!(configurations_in_log(&cluster, 5).iter().all(|c| !c.is_joint()), "the joint entry is gone");
+
+    // Node 5 is a voter again: once the leader is gone, it campaigns and wins.
+    cluster.crash(new_leader);
+    let others: Vec<NodeId> = (2..=4).filter(|&id| id != new_leader).collect();
+    let timeout = cluster.raft(5).config().election_timeout_ticks;
+    for _ in 0..=timeout {
+        // The others stop hearing from a leader (leader stickiness lapses) but do not campaign yet:
+        // their own requests are dropped.
+        for &id in &others {
+            cluster.tick(id);
+        }
+        cluster.drop_in_flight(|_| true);
+    }
+    assert_eq!(cluster.campaign(5), Role::Leader, "node 5: {}", cluster.raft(5));
+    cluster.propose(5, "led by node 5");
+}
+
+/// Dissertation §4.1: a server campaigns only if it is a voter of the configuration in force. A node
+/// with an empty data directory (no configuration), a learner, and a leader that removed itself (it
+/// holds C_new, committed, without itself) never send a vote request, however long they hear nothing.
+/// (A removed node that holds only C_old,new is still a voter of that configuration's old half: it may
+/// campaign, and fails, as `a_removed_node_that_keeps_running_does_not_raise_the_clusters_term` shows.)
+#[test]
+fn a_node_that_is_no_voter_of_the_configuration_in_force_never_campaigns() {
+    let mut cluster = three_and_two_spares();
+    change(&mut cluster, 1, ConfChange::AddLearner(4)).unwrap();
+    change(&mut cluster, 1, ConfChange::RemoveMember(1)).unwrap();
+    cluster.run(50);
+    let leader = cluster.leader().expect("nodes 2 and 3 lead on");
+    cluster.propose(leader, "after the removal");
+    assert_eq!(cluster.raft(1).configuration(), &simple(&[2, 3], &[4]), "node 1: {}", cluster.raft(1));
+    assert_eq!(cluster.raft(4).configuration(), &simple(&[2, 3], &[4]));
+    let outsiders = [1, 4, 5];
+    let sent_before = cluster.sent.len();
+    for id in outsiders {
+        cluster.isolate(id);
+    }
+    for _ in 0..10 * cluster.raft(1).config().election_timeout_ticks {
+        for id in outsiders {
+            cluster.tick(id);
+        }
+    }
+    for id in outsiders {
+        let requests = cluster.sent[sent_before..]
+            .iter()
+            .filter(|m| m.from == id && matches!(m.body, MessageBody::VoteRequest(_)));
+        assert_eq!(requests.count(), 0, "node {id} campaigned: {}", cluster.raft(id));
+        assert_eq!(cluster.raft(id).role(), Role::Follower);
+    }
+}

@@ -71,6 +71,30 @@ pub fn run_catching_panics(config: RunConfig) -> RunReport {
 }
 
 impl Campaign {
+    /// A campaign over `seeds` with every test-only switch off. Callers outside this crate build a
+    /// campaign from here (`Campaign { stop_at_first_failure: true, ..Campaign::new(..) }`) rather than
+    /// spelling every field: the test-only fields exist whenever this crate's `inject-bugs` feature is on,
+    /// which feature unification may turn on behind a caller's back, and the caller's own `cfg` cannot
+    /// see that.
+    pub fn new(seeds: RangeInclusive<u64>, nodes: usize, ticks: u64, clients: usize, threads: usize) -> Self {
+        Campaign {
+            seeds,
+            nodes,
+            ticks,
+            clients,
+            threads,
+            stop_at_first_failure: false,
+            #[cfg(feature = "inject-bugs")]
+            injected_bug: None,
+        }
+    }
+
+    /// Test-only: break `bug` in every node of every seed.
+    #[cfg(feature = "inject-bugs")]
+    pub fn with_injected_bug(self, bug: Option<crate::inject::InjectedBug>) -> Self {
+        Campaign { injected_bug: bug, ..self }
+    }
+
     /// The run configuration of one seed.
     pub fn run_config(&self, seed: u64) -> RunConfig {
         RunConfig {

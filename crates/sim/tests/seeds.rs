@@ -68,16 +68,7 @@ fn low_snapshot_thresholds_need_install_snapshot_in_the_liveness_phase() {
 fn campaign_of_seeds_with_faults_finds_no_violation() {
     let seeds: u64 = std::env::var("RAFTKV_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let campaign = Campaign {
-        seeds: 1..=seeds,
-        nodes: 5,
-        ticks: 1_500,
-        clients: 10,
-        threads,
-        stop_at_first_failure: false,
-        #[cfg(feature = "inject-bugs")]
-        injected_bug: None,
-    };
+    let campaign = Campaign::new(1..=seeds, 5, 1_500, 10, threads);
     let summary = campaign.run(|_, _| {});
     let failures: Vec<String> = summary
         .failures

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod clients;
 pub mod http;
+pub mod local;
 pub mod netns;
 pub mod raw;
 
@@ -130,6 +132,33 @@ impl Cluster {
             })
             .collect();
         Cluster::with_nodes(serial, name, nodes, election_timeout_ms, extra_args)
+    }
+
+    /// A view of nodes that another process runs (`raftkv local`): `ports` gives node N's client, peer
+    /// and admin port; no children, so dropping it only removes the folder.
+    pub fn for_ports(name: &str, n: u64, ports: impl Fn(u64) -> (u16, u16, u16)) -> Cluster {
+        let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cluster = Cluster::with_nodes(serial, name, Vec::new(), ELECTION_TIMEOUT_MS, Vec::new());
+        for id in 1..=n {
+            cluster.push_node_at(ports(id));
+        }
+        cluster
+    }
+
+    /// Records one more node, at the given (client, peer, admin) ports; starts nothing.
+    pub fn push_node_at(&mut self, (client_port, peer_port, admin_port): (u16, u16, u16)) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let host = "127.0.0.1".to_string();
+        self.nodes.push(NodeProcess {
+            id,
+            host,
+            netns: None,
+            client_port,
+            peer_port,
+            admin_port,
+            child: None,
+        });
+        id
     }
 
     /// Starts one bootstrapped node in each of `hosts` (an address and the network namespace that has it),
@@ -283,17 +312,7 @@ impl Cluster {
 
     fn push_node(&mut self) -> u64 {
         let ports = free_ports(3);
-        let id = self.nodes.len() as u64 + 1;
-        self.nodes.push(NodeProcess {
-            id,
-            host: "127.0.0.1".to_string(),
-            netns: None,
-            client_port: ports[0],
-            peer_port: ports[1],
-            admin_port: ports[2],
-            child: None,
-        });
-        id
+        self.push_node_at((ports[0], ports[1], ports[2]))
     }
 
     /// Starts one more node with free ports and an empty data directory, not bootstrapped: it is not a
@@ -421,6 +440,29 @@ impl Cluster {
     pub fn status_json(&self, id: u64) -> Option<serde_json::Value> {
         let response = self.admin_get(id, "/status").ok()?;
         (response.status == 200).then(|| serde_json::from_str(&response.body).ok())?
+    }
+
+    /// Runs `raftkv ARGS --node <node via's client address>`; its stdout, or a panic with its stderr.
+    pub fn raftkv(&self, via: u64, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .args(args)
+            .args(["--node", &self.client_addr(via)])
+            .output()
+            .expect("running raftkv");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "raftkv {args:?} via node {via} failed: {}{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// The voters in node `id`'s `/status` (the incoming ones during a joint change).
+    pub fn voters(&self, id: u64) -> Vec<u64> {
+        let status = self.status_json(id).expect("a /status answer");
+        let voters = status["configuration"]["voters"].as_array().expect("configuration.voters").clone();
+        voters.iter().map(|v| v.as_u64().unwrap()).collect()
     }
 
     /// Asserts that every key `key-{i}` of `keys` holds `i`, read through node `reader` (MGET, linearizable).
