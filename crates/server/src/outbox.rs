@@ -188,3 +188,58 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn outbox(max_messages: usize, max_bytes: usize) -> Arc<Outbox> {
+        let gauge = |name: &str| IntGauge::new(name, "test").unwrap();
+        let counter = |name: &str| IntCounter::new(name, "test").unwrap();
+        let metrics = OutboxMetrics {
+            queued_bytes: gauge("queued_bytes"),
+            queued_messages: gauge("queued_messages"),
+            sent_messages: counter("sent_messages"),
+            sent_bytes: counter("sent_bytes"),
+        };
+        Outbox::new(OutboxLimits { max_messages, max_bytes }, metrics)
+    }
+
+    #[test]
+    fn while_disconnected_frames_wait_within_the_bounds_and_the_rest_are_dropped() {
+        let outbox = outbox(3, 10);
+        assert_eq!(outbox.push(b"12345678"), Ok(()), "an empty backlog takes any frame");
+        assert_eq!(outbox.push(b"12345"), Err("queue_bytes"));
+        assert_eq!(outbox.push(b"1"), Ok(()));
+        assert_eq!(outbox.push(b"1"), Ok(()));
+        assert_eq!(outbox.push(b""), Err("queue_full"));
+        assert_eq!(outbox.metrics.queued_bytes.get(), 10);
+        assert_eq!(outbox.metrics.queued_messages.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn frames_queued_before_the_connection_go_first_then_the_rest_in_order() {
+        let outbox = outbox(100, 1 << 20);
+        outbox.push(b"a").unwrap();
+        outbox.push(b"b").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut receiver, _) = listener.accept().await.unwrap();
+        let serving = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.serve(sender).await }
+        });
+        for frame in [b"c", b"d", b"e"] {
+            outbox.push(frame).unwrap();
+            tokio::task::yield_now().await;
+        }
+        outbox.close();
+        serving.await.unwrap().unwrap();
+        let mut received = Vec::new();
+        receiver.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, b"abcde");
+        assert_eq!((outbox.metrics.sent_messages.get(), outbox.metrics.sent_bytes.get()), (5, 5));
+        assert_eq!(outbox.metrics.queued_bytes.get(), 0);
+    }
+}
