@@ -249,7 +249,10 @@ async fn read_requests(
         match read {
             None => return Ok(ReadEnd::Idle),
             Some(Ok(0)) => return Ok(ReadEnd::Finished),
-            Some(Ok(_)) => held.set(buf.len()),
+            Some(Ok(_)) => {
+                crate::latency_trace::mark("client_read");
+                held.set(buf.len())
+            }
             Some(Err(error)) => return Err(error),
         }
     }

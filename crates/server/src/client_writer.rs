@@ -133,7 +133,10 @@ pub(crate) async fn write_replies(
             biased;
             written = writer.write(&out), if !out.is_empty() => match written? {
                 0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                n => out.advance(n),
+                n => {
+                    crate::latency_trace::mark("client_write");
+                    out.advance(n)
+                }
             },
             answer = next(&mut head, &mut replies), if may_take => match answer {
                 None => fifo_done = true,

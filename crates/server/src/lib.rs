@@ -28,11 +28,13 @@ pub mod info;
 #[cfg(feature = "inject-bugs")]
 pub mod injected_bug;
 pub mod join;
+pub mod latency_trace;
 pub mod limits;
 pub mod metered_disk;
 pub mod metrics;
 pub mod node_loop;
 pub mod node_metrics;
+pub mod outbox;
 pub mod peer_faults;
 pub mod peer_sync;
 pub mod serve;

@@ -279,16 +279,14 @@ impl Metrics {
         }
     }
 
-    pub fn record_sent(&self, peer: NodeId, messages: u64, bytes: u64) {
+    /// The received-message and received-byte counters of one peer, to keep per connection (resolving a
+    /// label costs an allocation and a map lookup, too much for every frame).
+    pub fn received_counters(&self, peer: NodeId) -> (IntCounter, IntCounter) {
         let label = self.peer_label(peer);
-        self.peer_sent_messages.with_label_values(&[&label]).inc_by(messages);
-        self.peer_sent_bytes.with_label_values(&[&label]).inc_by(bytes);
-    }
-
-    pub fn record_received(&self, peer: NodeId, bytes: u64) {
-        let label = self.peer_label(peer);
-        self.peer_received_messages.with_label_values(&[&label]).inc();
-        self.peer_received_bytes.with_label_values(&[&label]).inc_by(bytes);
+        (
+            self.peer_received_messages.with_label_values(&[&label]),
+            self.peer_received_bytes.with_label_values(&[&label]),
+        )
     }
 
     pub fn record_dropped(&self, peer: NodeId, reason: &'static str) {
@@ -423,8 +421,11 @@ mod tests {
     #[test]
     fn unknown_peers_share_one_label() {
         let metrics = Metrics::new([2]);
-        metrics.record_received(99, 10);
-        metrics.record_received(12345, 10);
+        for peer in [99, 12345] {
+            let (messages, bytes) = metrics.received_counters(peer);
+            messages.inc();
+            bytes.inc_by(10);
+        }
         let text = metrics.render();
         assert!(text.contains("raftkv_peer_received_messages_total{peer=\"other\"} 2"), "{text}");
     }

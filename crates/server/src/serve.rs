@@ -59,8 +59,11 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// Runs one node until a signal or a fatal error.
 pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     config.validate()?;
+    // One worker thread for the node loop and every socket of this node: see `node_loop` for why. (A
+    // multi-thread runtime with one worker rather than a current-thread one: its `block_in_place` lets
+    // another thread serve the sockets while the node loop waits for an fsync; see `metered_disk`.)
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .thread_name("raftkv-io")
         .enable_all()
         .build()

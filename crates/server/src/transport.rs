@@ -1,30 +1,28 @@
 //! The TCP peer transport: one outbound connection per peer (reconnecting with exponential backoff and
-//! jitter), a queue per peer bounded in messages and in bytes that drops when full (Raft tolerates loss:
-//! a dropped AppendEntries or heartbeat is resent, a dropped forward is retried), TCP_NODELAY, many frames
-//! per write; and a listener that checks each incoming connection's hello and feeds its frames to the
-//! node loop, closing a connection whose peer sends a frame over `max_peer_frame_bytes`. Messages are
-//! encoded when queued, so the queue's bytes are known exactly (`raftkv_peer_queue_bytes`). Wire format:
-//! [`crate::frame`].
+//! jitter), written directly by the node loop when the socket takes the bytes, else through a queue per
+//! peer bounded in messages and in bytes that drops when full (Raft tolerates loss: a dropped
+//! AppendEntries or heartbeat is resent, a dropped forward is retried; see [`crate::outbox`]),
+//! TCP_NODELAY, many frames per write; and a listener that checks each incoming connection's hello and
+//! feeds its frames to the node loop, closing a connection whose peer sends a frame over
+//! `max_peer_frame_bytes`. Messages are encoded when queued, so the queue's bytes are known exactly
+//! (`raftkv_peer_queue_bytes`). Wire format: [`crate::frame`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use node::PeerMessage;
-use prometheus::IntGauge;
 use raft::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use crate::frame::{self, FrameError, HELLO_BYTES};
 use crate::metrics::Metrics;
 use crate::node_loop::NodeHandle;
+use crate::outbox::{Outbox, OutboxLimits, OutboxMetrics};
 use crate::peer_faults::PeerFaults;
 
-/// Bytes gathered into one write at most.
-const MAX_WRITE_BYTES: usize = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
@@ -42,39 +40,22 @@ pub struct QueueLimits {
     pub max_frame_bytes: usize,
 }
 
-/// One peer's queue: the address its connection task dials, frames to write, and the bytes and messages
-/// they hold (gauges the writer lowers).
+/// One peer's outbox and the address its connection task dials. Dropping it (the peer left the
+/// configuration) closes the outbox, which ends the task once what waits is written.
 struct PeerQueue {
     addr: String,
-    frames: mpsc::Sender<Bytes>,
-    queued: QueuedGauges,
+    outbox: Arc<Outbox>,
 }
 
-/// The gauges of one peer's queue, raised by the node loop and lowered by the connection task.
-#[derive(Clone)]
-struct QueuedGauges {
-    bytes: IntGauge,
-    messages: IntGauge,
-}
-
-impl QueuedGauges {
-    fn new(metrics: &Metrics, peer: NodeId) -> QueuedGauges {
-        let label = metrics.peer_label(peer);
-        QueuedGauges {
-            bytes: metrics.peer_queue_bytes.with_label_values(&[&label]),
-            messages: metrics.peer_queue_messages.with_label_values(&[&label]),
-        }
-    }
-
-    fn taken(&self, frame: &Bytes) {
-        self.bytes.sub(frame.len() as i64);
-        self.messages.dec();
+impl Drop for PeerQueue {
+    fn drop(&mut self) {
+        self.outbox.close();
     }
 }
 
-/// The node's [`node::Transport`]: a bounded queue per peer, drained by that peer's connection task.
-/// The set of peers follows the configuration ([`PeerQueues::set_peers`]): a member added at run time
-/// gets a connection, a removed one loses it (dropping its queue ends its task).
+/// The node's [`node::Transport`]: an [`Outbox`] per peer, written directly by the node loop and drained
+/// by that peer's connection task. The set of peers follows the configuration ([`PeerQueues::set_peers`]):
+/// a member added at run time gets a connection, a removed one loses it.
 pub struct PeerQueues {
     queues: HashMap<NodeId, PeerQueue>,
     limits: QueueLimits,
@@ -84,8 +65,10 @@ pub struct PeerQueues {
     faults: Arc<PeerFaults>,
     cluster_id: u64,
     own_id: NodeId,
-    /// The tokio runtime the connection tasks run on (the node loop calls in from its own thread).
+    /// The tokio runtime the connection tasks run on.
     runtime: tokio::runtime::Handle,
+    /// Reused for every frame: encoding allocates nothing once it has grown.
+    scratch: BytesMut,
 }
 
 impl node::Transport for PeerQueues {
@@ -99,33 +82,24 @@ impl node::Transport for PeerQueues {
             self.metrics.record_dropped(to, "no_address");
             return;
         };
-        let frame = frame::frame_bytes(&message);
-        let queued_bytes = queue.queued.bytes.get().max(0) as usize;
-        let reason = if frame.len() > self.limits.max_frame_bytes {
+        self.scratch.clear();
+        frame::encode_frame(&message, &mut self.scratch);
+        let result = if self.scratch.len() > self.limits.max_frame_bytes {
             tracing::error!(
                 to,
                 kind = message.kind(),
-                bytes = frame.len(),
+                bytes = self.scratch.len(),
                 "a message is over max_peer_frame_bytes"
             );
-            Some("too_large")
-        } else if queued_bytes > 0 && queued_bytes + frame.len() > self.limits.max_bytes {
-            Some("queue_bytes")
+            Err("too_large")
         } else {
-            let length = frame.len() as i64;
-            // Raised before the send, so the writer's decrement never takes the gauge below zero.
-            queue.queued.bytes.add(length);
-            queue.queued.messages.inc();
-            match queue.frames.try_send(frame) {
-                Ok(()) => None,
-                Err(_) => {
-                    queue.queued.bytes.sub(length);
-                    queue.queued.messages.dec();
-                    Some("queue_full")
-                }
-            }
+            crate::latency_trace::mark("peer_queued");
+            queue.outbox.push(&self.scratch)
         };
-        if let Some(reason) = reason {
+        if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
+            self.scratch = BytesMut::new(); // Do not keep a huge buffer after one large message.
+        }
+        if let Err(reason) = result {
             self.metrics.record_dropped(to, reason);
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
@@ -134,6 +108,9 @@ impl node::Transport for PeerQueues {
         }
     }
 }
+
+/// The encoding buffer's capacity kept between messages at most.
+const SCRATCH_KEEP_BYTES: usize = 1 << 20;
 
 impl PeerQueues {
     /// Makes the peers exactly `peers` (id → peer address; this node's own id is ignored): starts a
@@ -161,18 +138,19 @@ impl PeerQueues {
     }
 
     fn connect(&mut self, id: NodeId, addr: String) {
-        let (frames, receiver) = mpsc::channel(self.limits.max_messages);
-        let queued = QueuedGauges::new(&self.metrics, id);
-        let link = Link {
-            cluster_id: self.cluster_id,
-            own_id: self.own_id,
-            peer: id,
-            addr: addr.clone(),
-            metrics: self.metrics.clone(),
-            queued: queued.clone(),
+        let label = self.metrics.peer_label(id);
+        let metrics = OutboxMetrics {
+            queued_bytes: self.metrics.peer_queue_bytes.with_label_values(&[&label]),
+            queued_messages: self.metrics.peer_queue_messages.with_label_values(&[&label]),
+            sent_messages: self.metrics.peer_sent_messages.with_label_values(&[&label]),
+            sent_bytes: self.metrics.peer_sent_bytes.with_label_values(&[&label]),
         };
-        self.runtime.spawn(run_outbound(link, receiver));
-        self.queues.insert(id, PeerQueue { addr, frames, queued });
+        let limits =
+            OutboxLimits { max_messages: self.limits.max_messages, max_bytes: self.limits.max_bytes };
+        let outbox = Outbox::new(limits, metrics);
+        let link = Link { cluster_id: self.cluster_id, own_id: self.own_id, peer: id, addr: addr.clone() };
+        self.runtime.spawn(run_outbound(link, outbox.clone()));
+        self.queues.insert(id, PeerQueue { addr, outbox });
     }
 }
 
@@ -194,6 +172,7 @@ pub fn start_outbound(
         cluster_id,
         own_id,
         runtime: tokio::runtime::Handle::current(),
+        scratch: BytesMut::new(),
     };
     queues.set_peers(&peers.into_iter().collect());
     queues
@@ -205,12 +184,10 @@ struct Link {
     own_id: NodeId,
     peer: NodeId,
     addr: String,
-    metrics: Arc<Metrics>,
-    queued: QueuedGauges,
 }
 
-async fn run_outbound(link: Link, mut queue: mpsc::Receiver<Bytes>) {
-    let Link { cluster_id, own_id, peer, ref addr, .. } = link;
+async fn run_outbound(link: Link, outbox: Arc<Outbox>) {
+    let Link { cluster_id, own_id, peer, ref addr } = link;
     let mut backoff = MIN_BACKOFF;
     let mut failures: u64 = 0;
     loop {
@@ -219,8 +196,8 @@ async fn run_outbound(link: Link, mut queue: mpsc::Receiver<Bytes>) {
                 tracing::info!(peer, %addr, "connected to peer");
                 backoff = MIN_BACKOFF;
                 failures = 0;
-                match send_frames(stream, &mut queue, &link).await {
-                    Ok(()) => return, // The node loop is gone: nothing more to send.
+                match outbox.serve(stream).await {
+                    Ok(()) => return, // The node no longer sends to this peer.
                     Err(error) => tracing::info!(peer, %addr, %error, "peer connection lost; reconnecting"),
                 }
             }
@@ -234,7 +211,7 @@ async fn run_outbound(link: Link, mut queue: mpsc::Receiver<Bytes>) {
         }
         tokio::time::sleep(with_jitter(backoff)).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        if queue.is_closed() && queue.is_empty() {
+        if outbox.is_closed() {
             return;
         }
     }
@@ -270,31 +247,6 @@ async fn connect(cluster_id: u64, own_id: NodeId, peer: NodeId, addr: &str) -> s
         );
     }
     Ok(stream)
-}
-
-/// Writes queued messages until the queue closes (`Ok`) or the connection fails (`Err`).
-async fn send_frames(
-    mut stream: TcpStream,
-    queue: &mut mpsc::Receiver<Bytes>,
-    link: &Link,
-) -> std::io::Result<()> {
-    let mut out = BytesMut::with_capacity(64 * 1024);
-    while let Some(frame) = queue.recv().await {
-        out.clear();
-        link.queued.taken(&frame);
-        out.extend_from_slice(&frame);
-        drop(frame);
-        let mut messages = 1;
-        while out.len() < MAX_WRITE_BYTES {
-            let Ok(next) = queue.try_recv() else { break };
-            link.queued.taken(&next);
-            out.extend_from_slice(&next);
-            messages += 1;
-        }
-        stream.write_all(&out).await?;
-        link.metrics.record_sent(link.peer, messages, out.len() as u64);
-    }
-    Ok(())
 }
 
 /// Accepts peer connections until the listener task is aborted.
@@ -356,13 +308,16 @@ async fn serve_inbound(mut stream: TcpStream, inbound: &Inbound) -> Result<(), C
         .map_err(|e| (Some("hello"), format!("refused: {e}")))?;
     stream.write_all(&frame::encode_hello(inbound.cluster_id, inbound.own_id)).await.map_err(io_error)?;
     let from = theirs.node_id;
+    let (received_messages, received_bytes) = inbound.metrics.received_counters(from);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
             let buffered = buf.len();
             match frame::decode_frame(&mut buf, inbound.max_frame_bytes) {
                 Ok(Some(message)) => {
-                    inbound.metrics.record_received(from, (buffered - buf.len()) as u64);
+                    received_messages.inc();
+                    received_bytes.inc_by((buffered - buf.len()) as u64);
+                    crate::latency_trace::mark("peer_decoded");
                     if inbound.faults.drops(from) {
                         continue;
                     }
