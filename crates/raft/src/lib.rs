@@ -283,6 +283,7 @@
 pub mod config;
 mod election;
 pub mod error;
+mod lease;
 pub mod log;
 mod membership;
 pub mod message;
@@ -295,7 +296,7 @@ mod replication;
 mod snapshot;
 pub mod types;
 
-pub use config::Config;
+pub use config::{Config, LeaseSettings, ReadMode};
 #[cfg(feature = "inject-bugs")]
 pub use config::InjectedBug;
 pub use error::{
