@@ -154,11 +154,30 @@ pub const STORAGE_FAILED: &str = "ERR the node stopped after a storage failure";
 
 /// The system clock, in milliseconds since the Unix epoch. Only the leader's reading is used, stamped into
 /// new entries (expiry), so replicas never read their own clocks.
-pub struct SystemClock;
+/// Its monotonic side is `Instant` (CLOCK_MONOTONIC on Linux) since the loop was built, for read leases.
+pub struct SystemClock {
+    started: std::time::Instant,
+}
+
+impl SystemClock {
+    pub fn new() -> SystemClock {
+        SystemClock { started: std::time::Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> SystemClock {
+        SystemClock::new()
+    }
+}
 
 impl node::Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn monotonic_nanos(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -284,9 +303,12 @@ pub fn build_node(
         election_timeout_ticks: timing.election_timeout_ticks(),
         heartbeat_interval_ticks: timing.heartbeat_interval_ticks(),
         // Each life draws different election timeouts (the seed is not a safety matter).
-        rng_seed: node::Clock::now_ms(&SystemClock) ^ (incarnation << 32) ^ u64::from(std::process::id()),
+        rng_seed: node::Clock::now_ms(&SystemClock::new())
+            ^ (incarnation << 32)
+            ^ u64::from(std::process::id()),
         // Back-pressure on the leader: a write refused here was never proposed (`-TRYAGAIN`).
         max_uncommitted_bytes: config.limits.max_uncommitted_bytes,
+        read_mode: config.raft_read_mode(),
         ..raft::Config::new(config.node_id)
     };
     let raft = Raft::new(raft_config, restored)?;
@@ -315,7 +337,7 @@ pub fn build_node(
         incarnation,
         node_timing,
         transport,
-        SystemClock,
+        SystemClock::new(),
         MetricsObserver { metrics },
     )
     .with_snapshots(
