@@ -126,7 +126,8 @@ impl Raft {
             return None;
         }
         let lease_start = shifted - 1;
-        let lease_end = lease_start.saturating_add(lease_duration_nanos(self.config.election_timeout_ticks, settings));
+        let lease_end =
+            lease_start.saturating_add(lease_duration_nanos(self.config.election_timeout_ticks, settings));
         lease_end.checked_sub(self.now_nanos).filter(|&remaining| remaining > 0)
     }
 }

@@ -296,9 +296,9 @@ mod replication;
 mod snapshot;
 pub mod types;
 
-pub use config::{Config, LeaseSettings, ReadMode};
 #[cfg(feature = "inject-bugs")]
 pub use config::InjectedBug;
+pub use config::{Config, LeaseSettings, ReadMode};
 pub use error::{
     ConfChangeError, ConfigError, ProposeError, ReadIndexError, SnapshotError, StepError, TransferError,
 };

@@ -9,12 +9,12 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError, StepError};
+use crate::lease::Lease;
 use crate::log::Log;
 use crate::membership::LeadershipTransfer;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::quorum;
-use crate::lease::Lease;
 use crate::read_index::ReadOnly;
 use crate::ready::{
     Durability, HeldMessage, PersistMark, Ready, SnapshotInstall, SnapshotRead, SnapshotWrite,

@@ -219,7 +219,8 @@ fn lease_mode_without_check_quorum_is_refused() {
     config.check_quorum = false;
     assert_eq!(config.validate(), Err(ConfigError::LeaseWithoutCheckQuorum));
     config.check_quorum = true;
-    config.read_mode = ReadMode::Lease(LeaseSettings { tick_nanos: TICK_NANOS, max_clock_drift_ppm: 500_000 });
+    config.read_mode =
+        ReadMode::Lease(LeaseSettings { tick_nanos: TICK_NANOS, max_clock_drift_ppm: 500_000 });
     assert_eq!(config.validate(), Err(ConfigError::ClockDriftTooLarge { ppm: 500_000 }));
 }
 
