@@ -75,6 +75,7 @@ fn campaign_of_seeds_with_faults_finds_no_violation() {
         clients: 10,
         threads,
         stop_at_first_failure: false,
+        lease_reads: None,
         #[cfg(feature = "inject-bugs")]
         injected_bug: None,
     };
