@@ -50,6 +50,12 @@ pub struct LocalArgs {
     /// instead of empty; --dir must hold no cluster yet.
     #[arg(long, value_name = "FILE")]
     restore: Option<PathBuf>,
+    /// How every leader confirms linearizable reads: read-index or lease (see `raftkv serve --help`).
+    #[arg(long, value_enum, default_value = "read-index")]
+    read_mode: crate::serve::ReadModeArg,
+    /// With --read-mode lease: the clock drift bound every node's lease trusts (0.01 = 1%).
+    #[arg(long, default_value_t = server::config::DEFAULT_MAX_CLOCK_DRIFT)]
+    max_clock_drift: f64,
     /// Limits given to every node.
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
@@ -273,6 +279,8 @@ impl Launcher<'_> {
             .args(["--heartbeat-interval-ms", &args.heartbeat_interval_ms.to_string()])
             .args(["--maxmemory", &args.maxmemory.to_string()])
             .args(["--snapshot-threshold-entries", &args.snapshot_threshold_entries.to_string()])
+            .args(["--read-mode", args.read_mode.flag_value()])
+            .args(["--max-clock-drift", &args.max_clock_drift.to_string()])
             .args(args.limits.to_args());
         if id <= local.nodes {
             for first in 1..=local.nodes {

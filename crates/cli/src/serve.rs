@@ -79,11 +79,46 @@ pub struct ServeArgs {
     /// Snapshot the state machine and compact the log every this many applied entries (0: never).
     #[arg(long, default_value_t = server::config::DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)]
     snapshot_threshold_entries: u64,
+    /// How the leader confirms linearizable reads: read-index (a heartbeat round, safe whatever the
+    /// clocks do) or lease (no round while a lease runs; safe only within --max-clock-drift). Give every
+    /// node of a cluster the same.
+    #[arg(long, value_enum, default_value = "read-index")]
+    read_mode: ReadModeArg,
+    /// With --read-mode lease: the largest rate error of any node's monotonic clock, as a fraction
+    /// (0.01 = 1%), in [0, 0.5).
+    #[arg(long, default_value_t = server::config::DEFAULT_MAX_CLOCK_DRIFT)]
+    max_clock_drift: f64,
     /// Log level (trace, debug, info, warn, error) unless RUST_LOG is set.
     #[arg(long, default_value = "info")]
     log_level: String,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// `--read-mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadModeArg {
+    ReadIndex,
+    Lease,
+}
+
+impl ReadModeArg {
+    /// The flag's value as typed.
+    pub fn flag_value(self) -> &'static str {
+        match self {
+            ReadModeArg::ReadIndex => "read-index",
+            ReadModeArg::Lease => "lease",
+        }
+    }
+}
+
+impl From<ReadModeArg> for server::config::ReadMode {
+    fn from(mode: ReadModeArg) -> Self {
+        match mode {
+            ReadModeArg::ReadIndex => server::config::ReadMode::ReadIndex,
+            ReadModeArg::Lease => server::config::ReadMode::Lease,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -121,6 +156,8 @@ impl ServeArgs {
             limits: self.limits.apply(server::Limits::default()),
             maxmemory_bytes: self.maxmemory,
             snapshot_threshold_entries: self.snapshot_threshold_entries,
+            read_mode: self.read_mode.into(),
+            max_clock_drift: self.max_clock_drift,
         })
     }
 }

@@ -35,12 +35,29 @@ pub struct SimArgs {
     /// Stop at the first failing seed.
     #[arg(long)]
     stop_at_first_failure: bool,
+    /// How leaders confirm reads: `read-index` (the default) or `lease`, with every lease trusting the
+    /// seed's own clock-drift setting (so a stale read is a bug).
+    #[arg(long, value_enum, default_value = "read-index")]
+    read_mode: SimReadMode,
     /// Test-only (a build with `--features inject-bugs`): break one rule in every node, to see the
     /// simulator catch it: double-vote, commit-old-term-by-counting, ack-before-persist,
     /// stale-leader-read or apply-retries-twice.
     #[cfg(feature = "inject-bugs")]
     #[arg(long, value_name = "NAME")]
     inject_bug: Option<sim::InjectedBug>,
+}
+
+/// `--read-mode` of `raftkv sim`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimReadMode {
+    ReadIndex,
+    Lease,
+}
+
+impl SimArgs {
+    fn lease_reads(&self) -> Option<sim::LeaseReads> {
+        (self.read_mode == SimReadMode::Lease).then_some(sim::LeaseReads::WithinBound)
+    }
 }
 
 /// Parses `A..B`, `A..=B` (both inclusive) or `N`.
@@ -68,6 +85,7 @@ fn run_one(args: &SimArgs, seed: u64) -> ExitCode {
         nodes: args.nodes as usize,
         ticks: args.ticks,
         clients: args.clients,
+        lease_reads: args.lease_reads(),
         #[cfg(feature = "inject-bugs")]
         injected_bug: args.inject_bug,
         ..RunConfig::new(seed)
@@ -116,6 +134,7 @@ fn run_campaign(args: &SimArgs) -> ExitCode {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let campaign = Campaign {
         stop_at_first_failure: args.stop_at_first_failure,
+        lease_reads: args.lease_reads(),
         ..Campaign::new(args.seeds.clone(), args.nodes as usize, args.ticks, args.clients, threads)
     };
     // The CLI's feature turns sim's on, so the switch exists here; with only sim's on, it stays off.

@@ -11,11 +11,15 @@ pub trait Transport {
     fn send(&mut self, to: NodeId, message: PeerMessage);
 }
 
-/// The node's wall clock, used only to stamp the leader's time into new entries (so the state machine
-/// never reads a clock itself: every replica computes the same expiry).
+/// The node's clocks. The wall clock only stamps the leader's time into new entries (so the state machine
+/// never reads a clock itself: every replica computes the same expiry); the monotonic clock only times
+/// read leases (dissertation §6.4.1).
 pub trait Clock {
     /// Milliseconds since the Unix epoch (or, in the simulator, since the run began).
     fn now_ms(&self) -> u64;
+    /// Nanoseconds on a clock that never goes back and is not set by anyone (`CLOCK_MONOTONIC`), since
+    /// any fixed origin. Lease reads are safe only if its rate stays within the configured drift bound.
+    fn monotonic_nanos(&self) -> u64;
 }
 
 /// Hooks for whoever watches the node: the simulator's safety checks, the server's metrics. Every method
@@ -32,6 +36,9 @@ pub trait Observer {
     fn restored(&mut self, _index: Index) {}
     /// This node's own snapshot at `meta.index` is durable and the log was compacted up to it.
     fn snapshot_taken(&mut self, _meta: &SnapshotMeta) {}
+    /// As leader, this node confirmed `reads` linearizable reads, by its lease (`by_lease`, dissertation
+    /// §6.4.1) or by a ReadIndex round (§6.4). A follower's forwarded batch counts as one read.
+    fn reads_confirmed(&mut self, _by_lease: bool, _reads: u64) {}
 }
 
 /// An observer that watches nothing.

@@ -29,6 +29,14 @@ pub enum Consistency {
     Stale,
 }
 
+/// How this node's leader side confirmed linearizable reads: by lease (dissertation §6.4.1) or by a
+/// ReadIndex heartbeat round (§6.4). Counts reads; a follower's forwarded batch counts once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadPathCounts {
+    pub lease: u64,
+    pub read_index: u64,
+}
+
 /// Timing of the glue, in the core's ticks.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeTiming {
@@ -84,6 +92,7 @@ pub struct Node<D: Disk, T: Transport, C: Clock, O: Observer> {
     /// batches (whose numbers start at `incarnation << 32`).
     next_remote_ctx: u64,
     completions: Vec<Completion>,
+    read_paths: ReadPathCounts,
     now_tick: u64,
     applied_index: raft::Index,
     /// Between [`Node::begin_batch`] and [`Node::end_batch`]: inputs only feed the core, and the Ready loop
@@ -158,6 +167,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             remote_reads: Default::default(),
             next_remote_ctx: REMOTE_CTX_BASE,
             completions: Vec::new(),
+            read_paths: ReadPathCounts::default(),
             now_tick: 0,
             applied_index,
             batching: false,
@@ -217,6 +227,18 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         self.commands.len() + usize::from(!self.reads.is_empty())
     }
 
+    /// How the reads this node confirmed as leader were confirmed, since it started.
+    pub fn read_paths(&self) -> ReadPathCounts {
+        self.read_paths
+    }
+
+    /// Gives the core the monotonic time, just before an input that may stamp a heartbeat round or check
+    /// a read lease (so a round's stamp is never later than its send, and a lease is checked at the
+    /// moment the read really arrived).
+    fn feed_clock(&mut self) {
+        self.raft.set_now(self.clock.monotonic_nanos());
+    }
+
     /// Answers produced since the last call.
     pub fn take_completions(&mut self) -> Vec<Completion> {
         std::mem::take(&mut self.completions)
@@ -225,6 +247,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
     /// One tick of logical time: the core's timers, then retries and deadlines of client requests.
     pub fn tick(&mut self) -> Result<(), NodeError> {
         self.now_tick += 1;
+        self.feed_clock();
         self.raft.tick();
         self.reads.on_tick();
         self.expire_requests();
@@ -249,7 +272,9 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             }
             PeerMessage::ReadIndexRequest { ctx } => self.remote_read_index(from, ctx),
             PeerMessage::ReadIndexResponse { ctx, index, .. } => match index {
-                Some(index) => self.reads.confirm(ctx, index, from),
+                Some(index) => {
+                    self.reads.confirm(ctx, index, from);
+                }
                 None => self.reads.retry(ctx, from),
             },
         }
@@ -339,6 +364,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
 
     /// One Ready, in the contract's order.
     fn handle_ready(&mut self) -> Result<(), NodeError> {
+        self.feed_clock();
         let ready = self.raft.ready();
         // 1. Send. Everything in `messages` is safe to send before this node's own write: the core holds
         //    back whatever promises durable state (vote grants, a candidate's vote requests, append
@@ -372,7 +398,14 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         }
         // 4. Reads that became safe, and reads that failed.
         for read_state in ready.read_states {
-            self.read_index_confirmed(read_state.ctx, Some(read_state.index));
+            let reads = self.read_index_confirmed(read_state.ctx, Some(read_state.index)) as u64;
+            let path = if read_state.by_lease {
+                &mut self.read_paths.lease
+            } else {
+                &mut self.read_paths.read_index
+            };
+            *path += reads;
+            self.observer.reads_confirmed(read_state.by_lease, reads);
         }
         for failed in ready.failed_reads {
             self.read_index_confirmed(failed.ctx, None);
@@ -753,6 +786,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         let Some(leader) = self.raft.leader_id() else { return };
         let Some(ctx) = self.reads.start_batch(self.now_tick, leader) else { return };
         if leader == self.id {
+            self.feed_clock();
             if let Err(error) = self.raft.read_index(ctx) {
                 tracing::debug!(node = self.id, %error, "read index refused; will retry");
                 self.reads.retry(ctx, self.id);
@@ -766,6 +800,7 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
     fn remote_read_index(&mut self, from: NodeId, their_ctx: u64) {
         self.next_remote_ctx += 1;
         let ctx = self.next_remote_ctx;
+        self.feed_clock();
         match self.raft.read_index(ctx) {
             Ok(()) => {
                 self.remote_reads.insert(ctx, (from, their_ctx));
@@ -781,16 +816,21 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         }
     }
 
-    fn read_index_confirmed(&mut self, ctx: u64, index: Option<raft::Index>) {
+    /// A read index for `ctx` (or its failure). Returns how many reads it confirmed (a follower's batch
+    /// counts once).
+    fn read_index_confirmed(&mut self, ctx: u64, index: Option<raft::Index>) -> usize {
         if let Some((follower, their_ctx)) = self.remote_reads.remove(&ctx) {
             let leader_hint = self.raft.leader_id();
             self.transport
                 .send(follower, PeerMessage::ReadIndexResponse { ctx: their_ctx, index, leader_hint });
-            return;
+            return 1;
         }
         match index {
             Some(index) => self.reads.confirm(ctx, index, self.id),
-            None => self.reads.retry(ctx, self.id),
+            None => {
+                self.reads.retry(ctx, self.id);
+                0
+            }
         }
     }
 

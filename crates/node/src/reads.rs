@@ -89,12 +89,16 @@ impl PendingReads {
         Some(ctx)
     }
 
-    /// `from` confirmed `ctx` at `index`. Ignored unless `from` is the node that was asked.
-    pub fn confirm(&mut self, ctx: u64, index: Index, from: NodeId) {
-        if self.asked.get(&ctx).is_some_and(|batch| batch.asked == from) {
-            let batch = self.asked.remove(&ctx).expect("just looked up");
-            self.confirmed.entry(index).or_default().extend(batch.reads);
+    /// `from` confirmed `ctx` at `index`. Ignored unless `from` is the node that was asked. Returns how
+    /// many reads that confirmed.
+    pub fn confirm(&mut self, ctx: u64, index: Index, from: NodeId) -> usize {
+        if self.asked.get(&ctx).is_none_or(|batch| batch.asked != from) {
+            return 0;
         }
+        let batch = self.asked.remove(&ctx).expect("just looked up");
+        let count = batch.reads.len();
+        self.confirmed.entry(index).or_default().extend(batch.reads);
+        count
     }
 
     /// `from` could not confirm `ctx` (not leader, stepped down): its reads are asked again at the next

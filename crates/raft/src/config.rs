@@ -23,6 +23,32 @@ pub enum InjectedBug {
     SkipJointConsensus,
 }
 
+/// How a leader makes sure it is still the leader before serving a linearizable read (dissertation §6.4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadMode {
+    /// A heartbeat round acknowledged by a majority after the read arrived (§6.4): safe whatever the
+    /// clocks do.
+    ReadIndex,
+    /// Serve at once while a lease runs (§6.4.1); fall back to ReadIndex when it does not. Safe only if
+    /// every node's monotonic clock runs within `max_clock_drift_ppm` of true time. Needs check-quorum.
+    Lease(LeaseSettings),
+}
+
+/// What a lease needs to turn ticks into time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LeaseSettings {
+    /// The length of one tick on the caller's monotonic clock, in nanoseconds: the caller promises to
+    /// deliver ticks no faster than one per `tick_nanos` of its clock (late is fine, early is not).
+    pub tick_nanos: u64,
+    /// The largest rate error of any node's monotonic clock against true time, in parts per million
+    /// (10_000 = 1%): a clock may run anywhere between `1 - drift` and `1 + drift` times true time.
+    pub max_clock_drift_ppm: u64,
+}
+
+/// Drift must stay below 50%: beyond that the formula leaves too little lease to be worth it, and a
+/// number that large is a mistake, not a measurement.
+pub const MAX_CLOCK_DRIFT_PPM_LIMIT: u64 = 500_000;
+
 /// Settings of one node. Times are in ticks of the caller's logical clock.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Config {
@@ -64,6 +90,9 @@ pub struct Config {
     /// stickiness (ignoring vote requests while a leader was heard recently) is on only with this: it
     /// needs a cut-off leader to fall silent.
     pub check_quorum: bool,
+    /// How a leader confirms linearizable reads: ReadIndex rounds (the default), or leases (dissertation
+    /// §6.4.1), which trust a bound on clock drift. See [`ReadMode`].
+    pub read_mode: ReadMode,
     /// Seed of the node's RNG; mixed with `id`, so equal seeds on different nodes still give different
     /// timeouts.
     pub rng_seed: u64,
@@ -91,6 +120,7 @@ impl Config {
             max_promotion_lag_entries: 1_000,
             pre_vote: true,
             check_quorum: true,
+            read_mode: ReadMode::ReadIndex,
             rng_seed: 0,
             #[cfg(feature = "inject-bugs")]
             injected_bug: None,
@@ -125,6 +155,22 @@ impl Config {
         for (field, value) in limits {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { field });
+            }
+        }
+        if let ReadMode::Lease(lease) = self.read_mode {
+            // A lease is only as good as the followers' promise not to elect anyone else while it runs,
+            // and that promise (leader stickiness) exists only with check-quorum (see `in_leader_lease`).
+            if !self.check_quorum {
+                return Err(ConfigError::LeaseWithoutCheckQuorum);
+            }
+            if lease.max_clock_drift_ppm >= MAX_CLOCK_DRIFT_PPM_LIMIT {
+                return Err(ConfigError::ClockDriftTooLarge { ppm: lease.max_clock_drift_ppm });
+            }
+            if lease.tick_nanos == 0 {
+                return Err(ConfigError::ZeroLimit { field: "lease tick_nanos" });
+            }
+            if crate::lease::lease_duration_nanos(self.election_timeout_ticks, lease) == 0 {
+                return Err(ConfigError::LeaseTooShort { election: self.election_timeout_ticks });
             }
         }
         Ok(())

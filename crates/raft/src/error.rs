@@ -154,4 +154,10 @@ pub enum ConfigError {
     ElectionTimeoutTooShort { election: u64, heartbeat: u64 },
     #[error("{field} must be at least 1")]
     ZeroLimit { field: &'static str },
+    #[error("lease reads need check_quorum: without it followers do not promise to ignore other candidates")]
+    LeaseWithoutCheckQuorum,
+    #[error("max clock drift {ppm} ppm is too large for lease reads (must be below 500000 ppm, i.e. 0.5)")]
+    ClockDriftTooLarge { ppm: u64 },
+    #[error("election_timeout_ticks ({election}) leaves no lease: lease reads need at least 2")]
+    LeaseTooShort { election: u64 },
 }

@@ -21,6 +21,7 @@
 //! | `election` | timeouts, pre-vote, votes, leader stickiness, check-quorum |
 //! | `replication` | appends, heartbeats, the commit rule |
 //! | `read_index` | linearizable reads by ReadIndex |
+//! | `lease` | optional lease reads (dissertation §6.4.1), timed on a clock the caller gives |
 //! | `snapshot` | compaction, and InstallSnapshot streamed in chunks |
 //! | `membership` | joint consensus, learners, removal, leadership transfer |
 //! | [`ready`] | the batch of work handed to the caller |
@@ -62,6 +63,8 @@
 //!   out of `committed_entries` with the term the proposal was made in, the command was committed; with
 //!   another term, it was lost to a leader change and may be retried.
 //! - [`Raft::read_index`] for a linearizable read: once safe it comes back in `read_states`.
+//! - [`Raft::set_now`], in lease mode ([`Config::read_mode`]): the caller's monotonic clock, before each
+//!   `tick`, `read_index` and `ready`. The core reads no clock; it only compares the times it is given.
 //!
 //! Read-only accessors serve status pages and invariant checkers: [`Raft::id`], [`Raft::role`],
 //! [`Raft::term`], [`Raft::vote`], [`Raft::leader_id`], [`Raft::commit_index`], [`Raft::applied_index`],
@@ -283,6 +286,7 @@
 pub mod config;
 mod election;
 pub mod error;
+mod lease;
 pub mod log;
 mod membership;
 pub mod message;
@@ -295,9 +299,9 @@ mod replication;
 mod snapshot;
 pub mod types;
 
-pub use config::Config;
 #[cfg(feature = "inject-bugs")]
 pub use config::InjectedBug;
+pub use config::{Config, LeaseSettings, ReadMode};
 pub use error::{
     ConfChangeError, ConfigError, ProposeError, ReadIndexError, SnapshotError, StepError, TransferError,
 };

@@ -243,6 +243,9 @@ impl Raft {
         if !self.configuration.voters.contains(&target) {
             return Err(TransferError::NotAVoter { target });
         }
+        // The target's vote requests will override followers' stickiness, which is what a lease relies on:
+        // no more leases in this term, even if the transfer is abandoned (dissertation §6.4.1).
+        self.lease.transfer_started();
         if self.transfer.map(|t| t.target) != Some(target) {
             self.transfer = Some(LeadershipTransfer { target, elapsed_ticks: 0 });
             // The target must catch up within one election timeout. Appends still in flight to it may

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError, StepError};
+use crate::lease::Lease;
 use crate::log::Log;
 use crate::membership::LeadershipTransfer;
 use crate::message::{Message, MessageBody};
@@ -119,6 +120,11 @@ pub struct Raft {
     /// Leader only: the leadership transfer under way, if any; proposals are refused meanwhile.
     pub(crate) transfer: Option<LeadershipTransfer>,
     pub(crate) reads: ReadOnly,
+    /// Leader only, in lease mode: send times of heartbeat rounds and who acknowledged them (§6.4.1).
+    pub(crate) lease: Lease,
+    /// The caller's monotonic clock, in nanoseconds, as last given to [`Raft::set_now`]. Used only for
+    /// leases. Invariant: never decreases.
+    pub(crate) now_nanos: u64,
     /// Messages ready to send.
     pub(crate) outbox: Vec<Message>,
     /// Messages waiting for durability, in the order they were produced.
@@ -193,7 +199,14 @@ impl Raft {
             election_elapsed: 0,
             randomized_election_timeout: config.election_timeout_ticks,
             heartbeat_elapsed: 0,
-            ticks_since_leader_contact: config.election_timeout_ticks,
+            // In lease mode a node starts as if it had just heard from a leader: it may have acknowledged a
+            // heartbeat just before it crashed, and the leader's lease counts on it to ignore candidates
+            // for an election timeout after that (dissertation §6.4.1; see `lease`). Otherwise it starts
+            // free to vote, as before leases existed.
+            ticks_since_leader_contact: match config.read_mode {
+                crate::config::ReadMode::Lease(_) => 0,
+                crate::config::ReadMode::ReadIndex => config.election_timeout_ticks,
+            },
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             peers: Vec::new(),
@@ -201,6 +214,8 @@ impl Raft {
             uncommitted_bytes: 0,
             transfer: None,
             reads: ReadOnly::default(),
+            lease: Lease::default(),
+            now_nanos: 0,
             outbox: Vec::new(),
             held: Vec::new(),
             persisted_hard_state: hard_state,
@@ -505,6 +520,7 @@ impl Raft {
         // earlier terms (§5.4.2) and learn the commit index that ReadIndex needs (§6.4).
         self.term_start_index = self.log.append_new(self.term, EntryPayload::Noop);
         self.reads.reset_for_new_term();
+        self.lease.reset_for_new_term();
     }
 
     /// Everything a role change resets. Pending reads fail: only the leader that accepted them could

@@ -99,7 +99,14 @@ impl Raft {
             return Err(ReadIndexError::NotLeader { leader_hint: self.leader_id });
         }
         if injected!(self, StaleLeaderRead) {
-            self.reads.ready.push(ReadState { ctx, index: self.commit });
+            self.reads.ready.push(ReadState { ctx, index: self.commit, by_lease: false });
+            return Ok(());
+        }
+        // Lease mode (§6.4.1): while a lease runs no other leader can exist, so the commit index (which
+        // holds an entry of this term, see `lease_remaining_nanos`) covers every write acknowledged
+        // before the read arrived. Otherwise fall back to a round.
+        if self.lease_remaining_nanos().is_some() {
+            self.reads.ready.push(ReadState { ctx, index: self.commit, by_lease: true });
             return Ok(());
         }
         if self.reads.pending.len() >= self.config.max_pending_reads {
@@ -142,7 +149,7 @@ impl Raft {
             }
             self.reads.pending.pop_front();
             debug_assert!(read.index <= self.commit, "{self}: read index {} above commit", read.index);
-            self.reads.ready.push(ReadState { ctx: read.ctx, index: read.index });
+            self.reads.ready.push(ReadState { ctx: read.ctx, index: read.index, by_lease: false });
         }
     }
 }

@@ -114,6 +114,8 @@ pub struct PersistMark {
 pub struct ReadState {
     pub ctx: u64,
     pub index: Index,
+    /// Served from the leader's lease (§6.4.1) rather than confirmed by a heartbeat round (§6.4).
+    pub by_lease: bool,
 }
 
 /// A read that failed after `read_index` accepted it.

@@ -138,6 +138,32 @@ pub struct ServerConfig {
     /// since the last one; 0: never.
     #[serde(default = "default_snapshot_threshold_entries")]
     pub snapshot_threshold_entries: u64,
+    /// How the leader confirms linearizable reads: `read-index` (a heartbeat round per batch of reads,
+    /// the default) or `lease` (dissertation §6.4.1: no round while a lease runs; safe only while every
+    /// node's monotonic clock stays within `max_clock_drift`). Give every node of a cluster the same.
+    #[serde(default)]
+    pub read_mode: ReadMode,
+    /// With `read_mode = "lease"`: the largest rate error of any node's monotonic clock, as a fraction
+    /// (0.01 = 1%), in [0, 0.5).
+    #[serde(default = "default_max_clock_drift")]
+    pub max_clock_drift: f64,
+}
+
+/// `read_mode` of [`ServerConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    #[default]
+    ReadIndex,
+    Lease,
+}
+
+/// `--max-clock-drift` unless given: 1%, far above what quartz or NTP-disciplined clocks drift (tens of
+/// ppm), and still leaving a lease of 98% of the stickiness window.
+pub const DEFAULT_MAX_CLOCK_DRIFT: f64 = 0.01;
+
+fn default_max_clock_drift() -> f64 {
+    DEFAULT_MAX_CLOCK_DRIFT
 }
 
 /// `--snapshot-threshold-entries` unless given.
@@ -173,6 +199,17 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
+    /// The core's read mode: a lease counts ticks of `tick_ms` on the node loop's monotonic clock.
+    pub fn raft_read_mode(&self) -> raft::ReadMode {
+        match self.read_mode {
+            ReadMode::ReadIndex => raft::ReadMode::ReadIndex,
+            ReadMode::Lease => raft::ReadMode::Lease(raft::LeaseSettings {
+                tick_nanos: self.timing.tick_ms.saturating_mul(1_000_000),
+                max_clock_drift_ppm: (self.max_clock_drift * 1e6).ceil() as u64,
+            }),
+        }
+    }
+
     /// Reads a TOML file (then call [`ServerConfig::validate`]).
     pub fn from_toml_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -259,6 +296,15 @@ impl ServerConfig {
         }
         if t.client_timeout_ms < t.tick_ms {
             return invalid("client_timeout_ms must be at least one tick".into());
+        }
+        if !(0.0..0.5).contains(&self.max_clock_drift) {
+            return invalid(format!(
+                "max_clock_drift must be a fraction in [0, 0.5) (0.01 = 1%), not {}",
+                self.max_clock_drift
+            ));
+        }
+        if self.read_mode == ReadMode::Lease && t.election_timeout_ticks() < 2 {
+            return invalid("read_mode lease needs an election timeout of at least two ticks".into());
         }
         self.limits.validate()?;
         if self.admin_advertise.is_some() && self.admin_listen.is_none() {

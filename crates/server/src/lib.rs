@@ -39,6 +39,7 @@ pub mod peer_faults;
 pub mod peer_sync;
 pub mod serve;
 pub mod snapshot_thread;
+pub mod system_clock;
 pub mod transport;
 
 pub use config::{Member, ServerConfig, Timing};

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub proposal_seconds: Histogram,
     pub reads: IntCounterVec,
     pub read_index_seconds: Histogram,
+    pub read_confirmations: IntCounterVec,
 
     pub fsync_seconds: Histogram,
     pub wal_batch_entries: Histogram,
@@ -131,6 +132,13 @@ impl Metrics {
                 "raftkv_read_index_duration_seconds",
                 "From a linearizable read's arrival until it was answered: the ReadIndex confirmation \
                  round plus waiting for this node to apply up to the read index.",
+            ),
+            read_confirmations: r.counter_vec(
+                "raftkv_leader_read_confirmations_total",
+                "Linearizable reads this node confirmed as leader, by path: `lease` (served at once inside \
+                 the leader's lease, --read-mode lease) or `read_index` (a heartbeat round). A follower's \
+                 forwarded batch counts once.",
+                &["path"],
             ),
             fsync_seconds: r.histogram(
                 "raftkv_fsync_duration_seconds",
@@ -249,6 +257,9 @@ impl Metrics {
             for result in ["ok", "failed"] {
                 self.reads.with_label_values(&[consistency, result]);
             }
+        }
+        for path in ["lease", "read_index"] {
+            self.read_confirmations.with_label_values(&[path]);
         }
         for &peer in &self.known_peers {
             let label = peer.to_string();

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kv::{Command, Reply};
 use node::{ClientToken, Consistency, Node, NodeTiming, PeerMessage};
@@ -25,6 +25,7 @@ use crate::config::ServerConfig;
 use crate::metered_disk::MeteredDisk;
 use crate::metrics::Metrics;
 use crate::node_metrics::{self, ElectionWatch, MetricsObserver, RequestKind, WaitingRequest};
+use crate::system_clock::SystemClock;
 use crate::transport::PeerQueues;
 
 /// Events waiting for the node loop at most. Senders wait when it is full (clients, peers); the timer
@@ -158,16 +159,6 @@ pub const SHUTTING_DOWN: &str =
 /// The error clients get for requests that were pending when storage failed and the node stopped.
 pub const STORAGE_FAILED: &str = "ERR the node stopped after a storage failure";
 
-/// The system clock, in milliseconds since the Unix epoch. Only the leader's reading is used, stamped into
-/// new entries (expiry), so replicas never read their own clocks.
-pub struct SystemClock;
-
-impl node::Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-    }
-}
-
 /// A cloneable handle to send events to the node loop.
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -290,9 +281,12 @@ pub fn build_node(
         election_timeout_ticks: timing.election_timeout_ticks(),
         heartbeat_interval_ticks: timing.heartbeat_interval_ticks(),
         // Each life draws different election timeouts (the seed is not a safety matter).
-        rng_seed: node::Clock::now_ms(&SystemClock) ^ (incarnation << 32) ^ u64::from(std::process::id()),
+        rng_seed: node::Clock::now_ms(&SystemClock::new())
+            ^ (incarnation << 32)
+            ^ u64::from(std::process::id()),
         // Back-pressure on the leader: a write refused here was never proposed (`-TRYAGAIN`).
         max_uncommitted_bytes: config.limits.max_uncommitted_bytes,
+        read_mode: config.raft_read_mode(),
         ..raft::Config::new(config.node_id)
     };
     let raft = Raft::new(raft_config, restored)?;
@@ -321,7 +315,7 @@ pub fn build_node(
         incarnation,
         node_timing,
         transport,
-        SystemClock,
+        SystemClock::new(),
         MetricsObserver { metrics },
     )
     .with_snapshots(

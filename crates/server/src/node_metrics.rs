@@ -35,6 +35,11 @@ impl Observer for MetricsObserver {
     fn snapshot_installed(&mut self, _meta: &raft::SnapshotMeta, _keep_entries_after: bool) {
         self.metrics.snapshots_installed.inc();
     }
+
+    fn reads_confirmed(&mut self, by_lease: bool, reads: u64) {
+        let path = if by_lease { "lease" } else { "read_index" };
+        self.metrics.read_confirmations.with_label_values(&[path]).inc_by(reads);
+    }
 }
 
 /// Counts elections and leader changes by comparing the core's state after each input with the state

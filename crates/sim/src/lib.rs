@@ -26,4 +26,4 @@ pub use inject::InjectedBug;
 pub use runner::{run_catching_panics, Campaign, Summary};
 pub use swarm::FaultSettings;
 pub use trace::Trace;
-pub use world::{RunConfig, RunReport, World};
+pub use world::{LeaseReads, RunConfig, RunReport, World};

@@ -22,6 +22,8 @@ pub struct Campaign {
     pub threads: usize,
     /// Stop at the first failing seed (for the teeth tests: find a bug, name the check, stop).
     pub stop_at_first_failure: bool,
+    /// Serve reads from leases (see [`RunConfig::lease_reads`]); `None`: ReadIndex, as by default.
+    pub lease_reads: Option<crate::world::LeaseReads>,
     /// Test-only: one rule broken on purpose in every node of every seed.
     #[cfg(feature = "inject-bugs")]
     pub injected_bug: Option<crate::inject::InjectedBug>,
@@ -66,6 +68,7 @@ pub fn run_catching_panics(config: RunConfig) -> RunReport {
             violation: Some(Violation { check: Check::Invariant, detail: message }),
             trace_hash: 0,
             snapshot_installs: [0, 0],
+            reads_confirmed: [0, 0],
         }
     })
 }
@@ -84,6 +87,7 @@ impl Campaign {
             clients,
             threads,
             stop_at_first_failure: false,
+            lease_reads: None,
             #[cfg(feature = "inject-bugs")]
             injected_bug: None,
         }
@@ -101,6 +105,7 @@ impl Campaign {
             nodes: self.nodes,
             ticks: self.ticks,
             clients: self.clients,
+            lease_reads: self.lease_reads,
             #[cfg(feature = "inject-bugs")]
             injected_bug: self.injected_bug,
             ..RunConfig::new(seed)
@@ -109,8 +114,12 @@ impl Campaign {
 
     /// The command that replays `seed` alone, with its trace.
     pub fn replay_command(&self, seed: u64) -> String {
-        let arguments =
+        let mut arguments =
             format!("--seed {seed} --nodes {} --ticks {} --trace seed-{seed}.jsonl", self.nodes, self.ticks);
+        // The command line knows one lease setting: leases told the run's true drift.
+        if self.lease_reads == Some(crate::world::LeaseReads::WithinBound) {
+            arguments.push_str(" --read-mode lease");
+        }
         #[cfg(feature = "inject-bugs")]
         if let Some(bug) = self.injected_bug {
             // Only a build with the test-only switches has the flag.

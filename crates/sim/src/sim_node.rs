@@ -35,6 +35,11 @@ impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         (self.now.get() as f64 * self.rate / 1_000.0) as u64
     }
+
+    /// Simulated time at the node's own rate: the drift a lease must be configured to tolerate.
+    fn monotonic_nanos(&self) -> u64 {
+        (self.now.get() as f64 * self.rate * 1_000.0) as u64
+    }
 }
 
 /// What the node made durable, in order.
@@ -65,6 +70,8 @@ pub enum Applied {
 pub struct Observed {
     pub persisted: Vec<Persisted>,
     pub applied: Vec<Applied>,
+    /// Reads this node confirmed as leader: `[by ReadIndex round, by lease]`.
+    pub reads_confirmed: [u64; 2],
 }
 
 /// Collects observations for the world's safety checks.
@@ -93,6 +100,10 @@ impl Observer for SimObserver {
 
     fn restored(&mut self, index: raft::Index) {
         self.observed.applied.push(Applied::Restored(index));
+    }
+
+    fn reads_confirmed(&mut self, by_lease: bool, reads: u64) {
+        self.observed.reads_confirmed[usize::from(by_lease)] += reads;
     }
 }
 

@@ -54,6 +54,9 @@ pub struct RunConfig {
     pub clients: usize,
     /// `None`: draw the fault settings from the seed (swarm); `Some`: use these.
     pub settings: Option<FaultSettings>,
+    /// `Some`: every node serves linearizable reads from leases (dissertation §6.4.1) instead of ReadIndex.
+    /// Not drawn: a seed runs exactly as before unless this is set.
+    pub lease_reads: Option<LeaseReads>,
     /// Test-only: one rule broken on purpose in every node (see [`crate::inject`]).
     #[cfg(feature = "inject-bugs")]
     pub injected_bug: Option<crate::inject::InjectedBug>,
@@ -67,9 +70,37 @@ impl RunConfig {
             ticks: 1_500,
             clients: 10,
             settings: None,
+            lease_reads: None,
             #[cfg(feature = "inject-bugs")]
             injected_bug: None,
         }
+    }
+}
+
+/// What the nodes' leases assume about clock drift.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LeaseReads {
+    /// The truth: the run's own `clock_drift` setting (plus [`SIM_TICK_ROUNDING_PPM`]), so the clocks
+    /// stay within the bound the leases trust. Stale reads would be a bug.
+    WithinBound,
+    /// This bound, whatever the clocks really do: with a larger drift, a stale read is the expected
+    /// consequence of a broken assumption (the test that the checker notices).
+    AssumingDrift(f64),
+}
+
+/// The world schedules a node's next tick `TICK_US / clock_rate` µs ahead, rounded down: up to 1 µs early
+/// per 10 ms tick, which on the node's own clock is a rate error of up to ~110 ppm on top of its drift.
+/// A lease that is told the truth must be told this too.
+pub const SIM_TICK_ROUNDING_PPM: u64 = 200;
+
+impl LeaseReads {
+    /// The core's lease settings for a run whose clocks drift by up to `clock_drift`.
+    pub fn settings(self, clock_drift: f64) -> raft::LeaseSettings {
+        let max_clock_drift_ppm = match self {
+            LeaseReads::WithinBound => (clock_drift * 1e6).ceil() as u64 + SIM_TICK_ROUNDING_PPM,
+            LeaseReads::AssumingDrift(drift) => (drift * 1e6).ceil() as u64,
+        };
+        raft::LeaseSettings { tick_nanos: TICK_US * 1_000, max_clock_drift_ppm }
     }
 }
 
@@ -84,6 +115,8 @@ pub struct RunReport {
     pub trace_hash: u64,
     /// Leaders' snapshots installed by followers (InstallSnapshot), in the safety and the liveness phase.
     pub snapshot_installs: [u64; 2],
+    /// Reads leaders confirmed, `[by ReadIndex round, by lease]` (leases only with `lease_reads`).
+    pub reads_confirmed: [u64; 2],
 }
 
 /// The world of one run.
@@ -109,6 +142,7 @@ pub struct World {
     applied_entries: Option<Vec<std::collections::BTreeMap<raft::Index, Entry>>>,
     /// Snapshots installed by followers, by phase (0: safety, 1: liveness).
     snapshot_installs: [u64; 2],
+    reads_confirmed: [u64; 2],
     /// 0 in the safety phase, 1 once healed.
     phase: usize,
     /// Random membership changes, when the swarm drew that class.
@@ -205,6 +239,7 @@ impl World {
             message_counts: Default::default(),
             applied_entries: None,
             snapshot_installs: [0, 0],
+            reads_confirmed: [0, 0],
             phase: 0,
             membership,
         };
@@ -363,6 +398,7 @@ impl World {
             violation,
             trace_hash: self.trace.hash(),
             snapshot_installs: self.snapshot_installs,
+            reads_confirmed: self.reads_confirmed,
         };
         (report, self.trace)
     }
@@ -735,6 +771,9 @@ impl World {
             return Ok(());
         };
         let observed = std::mem::take(&mut node.observer_mut().observed);
+        for (total, new) in self.reads_confirmed.iter_mut().zip(observed.reads_confirmed) {
+            *total += new;
+        }
         // A node wins its election before it appends as leader: check the role first, so that a second
         // leader of a term is reported as the Election Safety violation it is, not as the Log Matching
         // conflict its first entry makes in the same step.
@@ -933,12 +972,14 @@ impl World {
             retry_ticks: 2 * ELECTION_TIMEOUT_TICKS,
         };
         let snapshots = node::SnapshotPolicy { threshold_entries: self.settings.snapshot_threshold_entries };
+        let lease = self.config.lease_reads.map(|lease| lease.settings(self.settings.clock_drift));
         let booted =
             crate::boot::recover(node, CLUSTER_ID, &self.config, timing, snapshots, |config| raft::Config {
                 election_timeout_ticks: ELECTION_TIMEOUT_TICKS as _,
                 max_entries_per_message: self.settings.max_entries_per_message,
                 max_snapshot_chunk_bytes: self.settings.snapshot_chunk_bytes,
                 heartbeat_interval_ticks: HEARTBEAT_INTERVAL_TICKS as _,
+                read_mode: lease.map_or(config.read_mode, raft::ReadMode::Lease),
                 ..config
             });
         let (inner, recovered_entries) = match booted {

@@ -42,6 +42,7 @@ fn assert_caught_skipping(
             clients: 10,
             threads,
             stop_at_first_failure: true,
+            lease_reads: None,
             injected_bug: Some(bug),
         };
         let summary = campaign.run(|_, _| {});
