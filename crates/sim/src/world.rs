@@ -465,9 +465,15 @@ impl World {
                 };
                 self.submit(index, token, command)?;
             }
+            let round_start = self.now;
             let round_end = deadline.min(self.now + ELECTION_TIMEOUT_TICKS * TICK_US);
             let waiting = answered_ok.iter().filter(|&&ok| !ok).count();
             self.run_until(round_end, |world| world.probe_outcomes.len() >= waiting)?;
+            // Probes that fail at once (no node can take them) must not be retried at the same instant:
+            // the loop would spin without simulated time passing, the deadline never reached.
+            if self.now == round_start {
+                self.run_until(deadline.min(self.now + TICK_US), |_| false)?;
+            }
             for &(token, ref outcome) in &self.probe_outcomes {
                 if matches!(outcome, Outcome::Ok(_)) {
                     answered_ok[((token - PROBE_BASE) % 8) as usize] = true;

@@ -78,3 +78,20 @@ fn lease_reads_beyond_the_drift_bound_serve_a_stale_read_that_the_checker_catche
 }
 
 const STALE_SEED: u64 = 27;
+
+/// A run in which no node can start at all (leases told a 90% drift bound, which the core refuses) must
+/// end with a liveness failure at the deadline. It once spun forever: every liveness probe failed at the
+/// same instant, was retried at that instant, and the trace grew by gigabytes.
+#[test]
+fn a_run_whose_nodes_cannot_start_ends_at_the_liveness_deadline() {
+    let settings = FaultSettings { clock_drift: 0.9, ..FaultSettings::calm() };
+    let config = RunConfig {
+        nodes: 3,
+        settings: Some(settings),
+        lease_reads: Some(LeaseReads::WithinBound),
+        ..RunConfig::new(1)
+    };
+    let report = run_catching_panics(config);
+    let violation = report.violation.expect("a cluster whose nodes cannot start passed");
+    assert_eq!(violation.check, Check::Liveness, "{violation}");
+}
