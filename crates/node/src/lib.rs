@@ -32,7 +32,7 @@ pub mod session;
 pub mod snapshots;
 
 pub use io::{Clock, NoObserver, Observer, Transport};
-pub use node::{errors, Completion, Consistency, Node, NodeError, NodeTiming, ReadPathCounts};
+pub use node::{errors, Completion, Consistency, Node, NodeError, NodeTiming};
 pub use peer::PeerMessage;
 pub use pending::ClientToken;
 pub use snapshots::{restore_state_machine, InlineWorker, SnapshotJob, SnapshotPolicy, SnapshotWorker};

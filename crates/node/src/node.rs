@@ -29,14 +29,6 @@ pub enum Consistency {
     Stale,
 }
 
-/// How this node's leader side confirmed linearizable reads: by lease (dissertation §6.4.1) or by a
-/// ReadIndex heartbeat round (§6.4). Counts reads; a follower's forwarded batch counts once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReadPathCounts {
-    pub lease: u64,
-    pub read_index: u64,
-}
-
 /// Timing of the glue, in the core's ticks.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeTiming {
@@ -92,7 +84,6 @@ pub struct Node<D: Disk, T: Transport, C: Clock, O: Observer> {
     /// batches (whose numbers start at `incarnation << 32`).
     next_remote_ctx: u64,
     completions: Vec<Completion>,
-    read_paths: ReadPathCounts,
     now_tick: u64,
     applied_index: raft::Index,
     /// Between [`Node::begin_batch`] and [`Node::end_batch`]: inputs only feed the core, and the Ready loop
@@ -167,7 +158,6 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
             remote_reads: Default::default(),
             next_remote_ctx: REMOTE_CTX_BASE,
             completions: Vec::new(),
-            read_paths: ReadPathCounts::default(),
             now_tick: 0,
             applied_index,
             batching: false,
@@ -225,11 +215,6 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
     /// Client requests not answered yet.
     pub fn pending_requests(&self) -> usize {
         self.commands.len() + usize::from(!self.reads.is_empty())
-    }
-
-    /// How the reads this node confirmed as leader were confirmed, since it started.
-    pub fn read_paths(&self) -> ReadPathCounts {
-        self.read_paths
     }
 
     /// Gives the core the monotonic time, just before an input that may stamp a heartbeat round or check
@@ -399,12 +384,6 @@ impl<D: Disk, T: Transport, C: Clock, O: Observer> Node<D, T, C, O> {
         // 4. Reads that became safe, and reads that failed.
         for read_state in ready.read_states {
             let reads = self.read_index_confirmed(read_state.ctx, Some(read_state.index)) as u64;
-            let path = if read_state.by_lease {
-                &mut self.read_paths.lease
-            } else {
-                &mut self.read_paths.read_index
-            };
-            *path += reads;
             self.observer.reads_confirmed(read_state.by_lease, reads);
         }
         for failed in ready.failed_reads {
