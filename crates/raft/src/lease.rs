@@ -92,6 +92,12 @@ impl Lease {
 }
 
 impl Raft {
+    /// Whether this node serves reads from leases (`ReadMode::Lease`). Only then does it need the time
+    /// ([`Raft::set_now`]) and keep the send times of its rounds.
+    pub fn leases_enabled(&self) -> bool {
+        matches!(self.config.read_mode, ReadMode::Lease(_))
+    }
+
     /// Tells the core the time on the caller's monotonic clock, in nanoseconds since any fixed origin.
     /// Only lease reads use it: the caller sets it before each input that may send heartbeats or serve a
     /// read (`tick`, `ready`, `read_index`), so that a round is stamped no later than it really leaves

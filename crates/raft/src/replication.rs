@@ -86,7 +86,9 @@ impl Raft {
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_elapsed = 0;
         let round = self.reads.start_round();
-        self.lease.round_sent(round, self.now_nanos);
+        if self.leases_enabled() {
+            self.lease.round_sent(round, self.now_nanos);
+        }
         for i in 0..self.peers.len() {
             let to = self.peers[i];
             let pr = &self.progress[&to];
@@ -142,7 +144,9 @@ impl Raft {
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.on_heartbeat_response();
         self.reads.record_ack(from, response.read_round);
-        self.lease.record_ack(from, response.read_round);
+        if self.leases_enabled() {
+            self.lease.record_ack(from, response.read_round);
+        }
         self.maybe_confirm_reads();
         self.maybe_send_timeout_now(from);
     }
